@@ -1,0 +1,95 @@
+"""Model registry: a name maps to one builder (after torchvision's models/_api.py), plus the model contract.
+
+Every model is a `Net`: `forward(x) = head(features(x))`, where `features` maps a batch to penultimate
+features (N, D) and `head` is the last layer. Transfer learning freezes `features`; the report reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from dlrun.errors import DlrunError
+
+log = logging.getLogger(__name__)
+
+Builder = Callable[..., "Net"]  # (cfg, in_shape, num_outputs, reg) -> Net
+_BUILDERS: dict[str, Builder] = {}
+
+
+class Net(nn.Module):
+    """features: (N, *in_shape) -> (N, D); head: (N, D) -> (N, num_outputs)."""
+
+    def __init__(self, features: nn.Module, head: nn.Module):
+        super().__init__()
+        self.features = features
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def register_model(*names: str) -> Callable[[Builder], Builder]:
+    """Register a builder under one or more names; a duplicate name is a bug and raises."""
+
+    def wrap(fn: Builder) -> Builder:
+        for name in names:
+            if name in _BUILDERS:
+                raise ValueError(f"model {name!r} is already registered (by {_BUILDERS[name].__qualname__})")
+            _BUILDERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def build(cfg: Any, in_shape: tuple[int, ...], num_outputs: int, reg: Any) -> Net:
+    """Build `cfg.family` for inputs of `in_shape`, then load `cfg.weights` and apply `cfg.freeze`."""
+    if cfg.family not in _BUILDERS:
+        raise DlrunError(f"unknown model {cfg.family!r}, expected one of {', '.join(list_models())}")
+    model = _BUILDERS[cfg.family](cfg, tuple(in_shape), num_outputs, reg)
+    if cfg.weights and cfg.weights != "DEFAULT":  # DEFAULT is handled by the torchvision builder
+        load_weights(model, cfg.weights)
+    freeze(model, cfg.freeze)
+    return model
+
+
+def load_weights(model: Net, path: str) -> None:
+    """Load a local state dict (weights_only). Head tensors whose shape differs are skipped: a new head."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise DlrunError(f"model.weights={path!r}: no such file (a state dict saved with torch.save)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file from the user
+        raise DlrunError(f"model.weights={path!r} is not a loadable state dict: {err}") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]  # a dlrun checkpoint
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(state) - set(fitting))
+    missing = sorted(set(own) - set(fitting))
+    if not fitting:
+        raise DlrunError(f"model.weights={path!r} shares no tensor with this model "
+                         f"(its keys start {', '.join(list(state)[:3])}); was it saved from the same architecture?")
+    model.load_state_dict(fitting, strict=False)
+    log.info("loaded %d tensors from %s; skipped %s; kept initial %s", len(fitting), path, skipped, missing)
+
+
+def freeze(model: Net, mode: str) -> None:
+    """none: train all; features: freeze model.features; all_but_head: freeze every parameter not in head."""
+    if mode == "none":
+        return
+    head = {id(p) for p in model.head.parameters()}
+    for name, p in model.named_parameters():
+        if mode == "features" and name.startswith("features."):
+            p.requires_grad_(False)
+        elif mode == "all_but_head" and id(p) not in head:
+            p.requires_grad_(False)
