@@ -29,7 +29,7 @@ register_configs()
 def _fail(message: str, code: int = 2) -> None:
     from rich.console import Console
 
-    Console(stderr=True, highlight=False).print(f"[bold red]dlrun error:[/] {message}", markup=True)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]dlrun error:[/] {message}", markup=True)
     sys.exit(code)
 
 

@@ -361,7 +361,7 @@ def validate(cfg: Any) -> None:
         node = _get(cfg, group)
         if node is not None and name in _field_names(node):
             value = _get(node, name)
-            if key == "trainer.progress" and isinstance(value, bool):
+            if key == "trainer.progress":  # yaml reads `false` as a bool, the str field holds "False"
                 value = str(value).lower()
             _check_choice(key, value)
     device = str(cfg.trainer.device)

@@ -38,7 +38,44 @@ def _schema_of(group: str, option: str, conf_dir: str) -> Optional[type]:
     return None
 
 
-def _check_path(node: type, parts: list[str], full: str) -> None:
+def _options(group: str, conf_dir: str) -> list[str]:
+    return sorted(p.stem for p in (Path(conf_dir) / group).glob("*.yaml"))
+
+
+_BOOLS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
+
+
+def _check_value(node: type, name: str, value: str, full: str) -> None:
+    """Reject a value the field's type cannot hold, naming the key and the expected type."""
+    import typing
+
+    hint = typing.get_type_hints(node)[name]
+    optional = type(None) in typing.get_args(hint)
+    if optional:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if value.lower() in ("null", "none") and optional:
+        return
+    if value.startswith("${"):
+        return  # an interpolation: OmegaConf resolves it
+    kinds = {int: "an integer", float: "a number", bool: "true or false"}
+    if hint not in kinds:
+        return
+    ok = True
+    try:
+        if hint is int:
+            ok = float(value) == int(float(value)) and "." not in value and "e" not in value.lower()
+        elif hint is float:
+            float(value)
+        else:
+            ok = value.lower() in _BOOLS
+    except ValueError:
+        ok = False
+    if not ok:
+        extra = " or null" if optional else ""
+        raise DlrunError(f"{full}={value!r}: expected {kinds[hint]}{extra}")
+
+
+def _check_path(node: type, parts: list[str], full: str, value: str) -> None:
     names = [f.name for f in fields(node)]
     head = parts[0]
     if head not in names:
@@ -48,10 +85,11 @@ def _check_path(node: type, parts: list[str], full: str) -> None:
         raise DlrunError(f"unknown key {full!r}.{hint} Keys of {prefix.rstrip('.') or 'the config'}: "
                          f"{', '.join(names)}")
     if len(parts) > 1:
-        kind = next(f.type for f in fields(node) if f.name == head)
         sub = _resolve(node, head)
         if sub is not None:
-            _check_path(sub, parts[1:], full)
+            _check_path(sub, parts[1:], full, value)
+    elif "," not in value:  # a multirun sweep list is checked per job by Hydra
+        _check_value(node, head, value, full)
 
 
 def _resolve(node: type, name: str) -> Optional[type]:
@@ -69,9 +107,14 @@ def check_overrides(argv: list[str], conf_dir: str) -> None:
     options = _default_options(conf_dir)
     groups = {f.name for f in fields(Config)}
     for key, value in pairs:
-        if key in groups and "," not in value:
-            options[key] = value
-    for key, _ in pairs:
+        if key in groups:
+            for option in value.split(","):
+                if option not in _options(key, conf_dir):
+                    raise DlrunError(f"{key}={option!r} is not an option, expected one of "
+                                     f"{', '.join(_options(key, conf_dir))}")
+            if "," not in value:
+                options[key] = value
+    for key, value in pairs:
         if key.startswith(("+", "~", "hydra.", "hydra/")) or "." not in key or "/" in key:
             continue
         group, rest = key.split(".", 1)
@@ -79,4 +122,4 @@ def check_overrides(argv: list[str], conf_dir: str) -> None:
             raise DlrunError(f"unknown group {group!r} in {key!r}, expected one of {', '.join(sorted(groups))}")
         schema = _schema_of(group, options.get(group, ""), conf_dir)
         if schema is not None:
-            _check_path(schema, rest.split("."), key)
+            _check_path(schema, rest.split("."), key, value)

@@ -13,8 +13,9 @@ log = logging.getLogger(__name__)
 __all__ = ["Split", "Splits", "load"]
 
 
-def load(dataset_cfg, split_cfg) -> Splits:
-    """Load `dataset_cfg.name`, split it by `split_cfg`, normalise with the training split's statistics."""
+def load(dataset_cfg, split_cfg, shift_cfg=None) -> Splits:
+    """Load `dataset_cfg.name`, split it by `split_cfg`, plant `shift_cfg` in the test split (raw units),
+    then normalise every split with the training split's statistics."""
     import torch
 
     from dlrun.data import normalize
@@ -31,12 +32,31 @@ def load(dataset_cfg, split_cfg) -> Splits:
 
     per_channel = x.ndim == 4  # (N, C, H, W) images
     mean, std = normalize.fit_stats(x[parts["train"]], per_channel)
+    classification = source.task == "classification"
+    y_mean, y_scale = 0.0, 1.0
+    if not classification:  # standardise regression targets too: MSE on raw units can be huge
+        y_train = y[parts["train"]].astype(np.float64)
+        y_mean, y_scale = float(y_train.mean()), float(y_train.std() or 1.0)
+
+    raw = {name: (x[idx], y[idx], idx) for name, idx in parts.items()}
+    shift_name = getattr(shift_cfg, "name", "none")
+    if shift_name != "none":
+        from dlrun.data.shift import apply_shift
+
+        x_test, y_test, idx_test = raw["test"]
+        x_s, y_s, kept = apply_shift(x_test, y_test, shift_cfg, source.task, len(source.class_names),
+                                     x[parts["train"]])
+        raw["test"] = (x_s.astype(np.float32), y_s, idx_test[kept])
+        log.info("planted shift %s (severity %d, fraction %g) in the test split", shift_name,
+                 shift_cfg.severity, shift_cfg.fraction)
 
     def make(name: str) -> Split:
-        idx = parts[name]
-        y_dtype = torch.int64 if source.task == "classification" else torch.float32
-        return Split(x=torch.from_numpy(normalize.apply(x[idx], mean, std)),
-                     y=torch.as_tensor(y[idx], dtype=y_dtype), index=idx)
+        xs, ys, idx = raw[name]
+        if classification:
+            y_t = torch.as_tensor(ys, dtype=torch.int64)
+        else:
+            y_t = torch.as_tensor((ys.astype(np.float64) - y_mean) / y_scale, dtype=torch.float32)
+        return Split(x=torch.from_numpy(normalize.apply(xs, mean, std)), y=y_t, index=idx)
 
     num_outputs = len(source.class_names) if source.task == "classification" else 1
     splits = Splits(
@@ -44,7 +64,7 @@ def load(dataset_cfg, split_cfg) -> Splits:
         train_dev=make("train_dev") if len(parts["train_dev"]) else None,
         task=source.task, num_outputs=num_outputs, in_shape=tuple(x.shape[1:]),
         class_names=list(source.class_names), mean=torch.from_numpy(mean), std=torch.from_numpy(std),
-        description=source.description,
+        description=source.description, target_mean=y_mean, target_scale=y_scale, shift=shift_name,
     )
     log.info("data %s: %s", dataset_cfg.name, ", ".join(f"{k}={len(s)}" for k, s in splits.items()))
     return splits

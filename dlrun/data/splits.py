@@ -37,6 +37,9 @@ class Splits:
     mean: "torch.Tensor"  # normalisation statistics of the training split  # noqa: F821
     std: "torch.Tensor"  # noqa: F821
     description: str = ""
+    target_mean: float = 0.0  # regression: targets are standardised with the training split's mean and std;
+    target_scale: float = 1.0  # errors (RMSE) are reported back in the target's own units
+    shift: str = "none"  # the distribution shift planted in the test split, if any
 
     def items(self) -> list[tuple[str, Split]]:
         """The present splits, in report order."""

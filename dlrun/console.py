@@ -1,0 +1,88 @@
+"""The terminal: a rich progress bar per epoch, then the summary table and the verdict panel.
+
+Only cli.py creates a TerminalUI; the pipeline calls it through four methods (see pipeline.NullUI).
+Updating a rich Progress is a few microseconds; it redraws on its own thread at `refresh_per_second`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Optional
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+SEVERITY_STYLE = {"none": "green", "mild": "yellow", "severe": "bold red"}
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+class TerminalUI:
+    def __init__(self, progress: str = "auto"):
+        self.console = Console(stderr=True)
+        self.enabled = {"true": True, "false": False}.get(str(progress).lower(), self.console.is_terminal)
+        self.progress: Optional[Progress] = None
+        self.task = None
+
+    def start(self, max_epochs: int, start_epoch: int) -> None:
+        if not self.enabled:
+            return
+        self.progress = Progress(
+            TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[metrics]}"),
+            TimeElapsedColumn(), console=self.console, refresh_per_second=8, transient=False)
+        self.task = self.progress.add_task("train", total=max_epochs, completed=start_epoch, metrics="")
+        self.progress.start()
+
+    def on_epoch(self, row: dict, max_epochs: int) -> None:
+        if self.progress is None:
+            return
+        metrics = (f"train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+                   f"val_error {row['val_error']:.4f}")
+        self.progress.update(self.task, completed=int(row["epoch"]), metrics=metrics)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def summary(self, report: dict) -> None:
+        out = Console()  # the summary goes to stdout
+        run = report["run"]
+        table = Table(title=f"dlrun: {run['model']} on {run['dataset']}  ({run['epochs_run']} epochs, "
+                            f"best {run['best_epoch']}, stopped: {run['stop_reason']})")
+        table.add_column("split")
+        table.add_column("n", justify="right")
+        table.add_column("loss", justify="right")
+        metric = "error" if run["task"] == "classification" else "RMSE"
+        table.add_column(metric, justify="right")
+        table.add_column("95% interval", justify="right")
+        for name, m in report["metrics"].items():
+            interval = m.get("error_interval") or [None, None]
+            table.add_row(name, str(m["n"]), _fmt(m["loss"]), _fmt(m["error"]),
+                          f"[{_fmt(interval[0], 3)}, {_fmt(interval[1], 3)}]" if interval[0] is not None else "-")
+        out.print(table)
+        lines = []
+        top_action = None
+        for name, finding in report["diagnosis"].items():
+            style = SEVERITY_STYLE.get(finding["severity"], "")
+            verdict = finding["severity"] if finding["detected"] else "no"
+            lines.append(f"[{style}]{name.replace('_', ' '):<20} {verdict}[/]")
+            if finding["detected"] and finding["evidence"]:
+                lines.append(f"   {finding['evidence'][0]}")
+            if finding["detected"] and finding["actions"] and top_action is None:
+                top_action = finding["actions"][0]
+        if top_action:
+            lines.append(f"\n[bold]next:[/] {top_action['text']}\n  [cyan]{top_action['command']}[/]")
+        lines.append(f"\nreport: {report['files']['markdown']}")
+        out.print(Panel("\n".join(lines), title="diagnosis", expand=False))
+        if run.get("interrupted"):
+            print("run interrupted: partial report written", file=sys.stderr)

@@ -1,0 +1,71 @@
+"""Device, precision and process rank: everything that differs between a laptop CPU, a CUDA GPU and torchrun.
+
+- device=auto picks CUDA when there is one. precision=auto is bf16 autocast on a GPU that supports it (no
+  GradScaler needed, unlike fp16), fp32 on the CPU (CPU bf16 autocast is slower than fp32 for small models).
+- channels_last helps convolutions on tensor cores; it is applied to 4-D inputs and conv models on CUDA only.
+- DDP after nanoGPT's train.py: torchrun sets RANK/WORLD_SIZE; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+
+from dlrun.errors import DlrunError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    amp_dtype: torch.dtype | None  # None: full fp32
+    channels_last: bool
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def precision(self) -> str:
+        return {None: "32", torch.bfloat16: "bf16", torch.float16: "16"}[self.amp_dtype]
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world_size) from torchrun's environment; (0, 1) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def resolve(device: str, precision: str, conv_model: bool = False) -> Runtime:
+    """Turn trainer.device / trainer.precision into a Runtime, with a clear error for impossible requests."""
+    cuda = torch.cuda.is_available()
+    if device == "auto":
+        dev = torch.device("cuda" if cuda else "cpu")
+    else:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not cuda:
+            raise DlrunError(f"trainer.device={device} but no CUDA GPU is visible; use trainer.device=auto or cpu")
+    rank, world = distributed_rank()
+    if dev.type == "cuda" and world > 1 and dev.index is None:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if precision == "auto":
+        amp = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    elif precision == "32":
+        amp = None
+    elif precision == "bf16":
+        amp = torch.bfloat16
+    else:  # "16"
+        if dev.type != "cuda":
+            raise DlrunError("trainer.precision=16 needs a CUDA GPU (fp16 with a GradScaler); "
+                             "on the CPU use trainer.precision=bf16 or 32")
+        amp = torch.float16
+    return Runtime(device=dev, amp_dtype=amp, channels_last=dev.type == "cuda" and conv_model,
+                   rank=rank, world_size=world)

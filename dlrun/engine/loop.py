@@ -1,0 +1,467 @@
+"""The training loop: fit() trains with early stopping and checkpoints; evaluate() measures every split.
+
+Hot-path rules, after KellerJordan/cifar10-airbench: the data lives on the device, a batch is a slice of a
+`randperm`, metrics stay tensors until the epoch ends (one host sync per epoch, for early stopping), and
+nothing is written to disk or logged per batch. Disk writes (checkpoints, metrics.csv, TensorBoard) happen
+at most every `trainer.checkpoint_every` seconds, at the end, and on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlrun.engine import checkpoint, devices
+from dlrun.engine.early_stopping import EarlyStopping
+from dlrun.errors import DlrunError
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("epoch", "train_loss", "train_error", "val_loss", "val_error", "lr", "epoch_seconds")
+STOP_REASONS = ("patience", "max_epochs", "diverged", "interrupted", "baseline")
+
+
+@dataclass
+class History:
+    rows: list[dict[str, float]]  # one per epoch, keys COLUMNS
+    best_epoch: int  # 1-based epoch whose weights the model holds at the end (0: none was finite)
+    stop_reason: str  # one of STOP_REASONS
+    wall_seconds: float  # fit() from start to end, checkpoints included
+    device: str
+    precision: str
+    signal: Optional[int] = None  # the signal that interrupted the run
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([row[name] for row in self.rows], dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# task-specific pieces: the loss, and the per-batch error sum (wrong count, or squared error for regression)
+
+
+def loss_fn(task: str) -> Callable[..., torch.Tensor]:
+    if task == "classification":
+        return F.cross_entropy
+    return lambda out, y, reduction="mean": F.mse_loss(out.squeeze(-1), y, reduction=reduction)
+
+
+def error_sum(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Misclassified count (classification) or sum of squared errors (regression), as a 0-d tensor."""
+    if task == "classification":
+        return (out.argmax(dim=1) != y).sum()
+    return (out.squeeze(-1).float() - y).square().sum()
+
+
+def finish_error(task: str, total: float, n: int, target_scale: float = 1.0) -> float:
+    """Error rate (classification, a fraction) or RMSE in the target's units (regression)."""
+    if n == 0:
+        return float("nan")
+    return total / n if task == "classification" else math.sqrt(total / n) * target_scale
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# optimizer, scheduler
+
+
+def _decay_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Weights (matrices, kernels) get weight decay and L1; biases and norm scales do not (standard practice)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return decay, no_decay
+
+
+def make_optimizer(model: nn.Module, optim: Any, weight_decay: float) -> torch.optim.Optimizer:
+    decay, no_decay = _decay_split(model)  # frozen parameters are left out entirely
+    if not decay and not no_decay:
+        raise DlrunError("every parameter is frozen (model.freeze): nothing to train")
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if optim.name == "sgd":
+        return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=optim.nesterov)
+    cls = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
+    return cls(groups, lr=optim.lr, betas=tuple(optim.betas))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, sched: Any, max_epochs: int):
+    if sched.name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=sched.step_size, gamma=sched.gamma)
+    if sched.name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs, eta_min=sched.min_lr)
+    if sched.name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=sched.gamma, patience=sched.patience,
+                                                          min_lr=sched.min_lr)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# signals: finish the current batch, then save and stop
+
+
+class _StopFlag:
+    def __init__(self) -> None:
+        self.signal: Optional[int] = None
+
+
+@contextlib.contextmanager
+def _catch_signals():
+    flag = _StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        if flag.signal is not None:  # a second Ctrl-C: the user means it
+            raise KeyboardInterrupt
+        flag.signal = signum
+        log.warning("received %s: finishing the current batch, then saving", signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the run folder: checkpoints, metrics.csv, TensorBoard, written together and rarely
+
+
+class _RunWriter:
+    def __init__(self, out_dir: Optional[Path], tensorboard: bool):
+        self.out_dir = out_dir
+        self.tensorboard = tensorboard and out_dir is not None
+        self._tb = None
+        self._tb_rows = 0
+
+    def write(self, rows: list[dict], last: Optional[dict], best: Optional[dict]) -> None:
+        if self.out_dir is None:
+            return
+        if last is not None:
+            checkpoint.save(self.out_dir / "checkpoints" / "last.pt", last)
+        if best is not None:
+            checkpoint.save(self.out_dir / "checkpoints" / "best.pt", best)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (int(row[k]) if k == "epoch" else repr(float(row[k]))) for k in COLUMNS})
+        checkpoint.atomic_write_text(self.out_dir / "metrics.csv", buf.getvalue())
+        self._write_tensorboard(rows)
+
+    def _write_tensorboard(self, rows: list[dict]) -> None:
+        if not self.tensorboard or self._tb_rows >= len(rows):
+            return
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                log.info("tensorboard is not installed: no event files (pip install tensorboard)")
+                self.tensorboard = False
+                return
+            self._tb = SummaryWriter(log_dir=str(self.out_dir))
+        for row in rows[self._tb_rows:]:
+            for key in ("train_loss", "train_error", "val_loss", "val_error", "lr"):
+                group = key.split("_")[0] if key != "lr" else "opt"
+                self._tb.add_scalar(f"{group}/{key}", row[key], int(row["epoch"]))
+        self._tb.flush()
+        self._tb_rows = len(rows)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "shuffle": gen.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _is_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: Any, trainer: Any, *,
+        out_dir: Optional[Path] = None, on_epoch: Optional[Callable[[dict, int], None]] = None,
+        meta: Optional[dict] = None, resume: Optional[dict] = None) -> History:
+    """Train `model` on splits.train, validate on splits.val each epoch, stop early; returns the History.
+
+    The model ends on the best epoch's weights when early_stop.restore_best (and early stopping is on).
+    `resume` is a checkpoint dict from a previous run's last.pt (with "best_model" from its best.pt).
+    """
+    wall_start = time.perf_counter()
+    rt = devices.resolve(trainer.device, trainer.precision, conv_model=_is_conv(model))
+    if rt.world_size > 1:
+        raise DlrunError("multi-process (torchrun) training is not supported yet; run dlrun without torchrun")
+    device, task = rt.device, splits.task
+    out_dir = out_dir if rt.is_main else None
+    memory_format = torch.channels_last if rt.channels_last else torch.contiguous_format
+
+    # -- data on the device (small datasets: no DataLoader, batches are slices of a randperm)
+    model.to(device, memory_format=memory_format)
+    x_train = splits.train.x.to(device, memory_format=memory_format) if splits.train.x.ndim == 4 \
+        else splits.train.x.to(device)
+    y_train = splits.train.y.to(device)
+    x_val, y_val = splits.val.x.to(device), splits.val.y.to(device)
+    n_train, n_val, batch_size = len(y_train), len(y_val), trainer.batch_size
+    target_scale = float(getattr(splits, "target_scale", 1.0))
+    # a last batch of one sample would break BatchNorm in train mode: drop it (it is re-shuffled next epoch)
+    batch_starts = list(range(0, n_train - 1 if n_train % batch_size == 1 else n_train, batch_size))
+    batch_sizes = torch.tensor([min(batch_size, n_train - s) for s in batch_starts], device=device,
+                               dtype=torch.float32)
+    eval_batch = max(4 * batch_size, 512)
+
+    # -- optimisation
+    criterion = loss_fn(task)
+    optimizer = make_optimizer(model, optim, reg.weight_decay)
+    scheduler = make_scheduler(optimizer, sched, trainer.max_epochs)
+    l1_params = _decay_split(model)[0] if reg.l1 > 0 else []
+    stopper = EarlyStopping.from_config(early_stop)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(trainer.seed)
+    augment = _augmenter(reg, splits.in_shape)
+    mixup_alpha = reg.augment.mixup if task == "classification" else 0.0
+    forward = torch.compile(model) if trainer.compile else model
+
+    rows: list[dict[str, float]] = []
+    best_state: Optional[dict[str, torch.Tensor]] = None
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if scheduler is not None and resume.get("scheduler") is not None:
+            scheduler.load_state_dict(resume["scheduler"])
+        stopper.load_state_dict(resume["early_stop"])
+        _set_rng_state(gen, resume["rng"])
+        rows = [dict(r) for r in resume["history"]]
+        best_state = resume.get("best_model")
+        log.info("resumed at epoch %d (best epoch %d)", len(rows), stopper.best_epoch)
+
+    writer = _RunWriter(out_dir, trainer.tensorboard)
+    meta = dict(meta or {})
+
+    def last_checkpoint() -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "early_stop": stopper.state_dict(), "rng": _rng_state(gen), "epoch": len(rows),
+                "history": rows, "meta": meta}
+
+    def best_checkpoint() -> Optional[dict]:
+        if best_state is None:
+            return None
+        return {"model": best_state, "epoch": stopper.best_epoch, "meta": meta}
+
+    stop_reason = "max_epochs"
+    last_write = time.monotonic()
+    interrupted: Optional[int] = None
+    with _catch_signals() as flag:
+        for epoch in range(len(rows) + 1, trainer.max_epochs + 1):
+            if flag.signal is not None:
+                break
+            t0 = time.perf_counter()
+            # -- train: one pass, its figures are the epoch's train figures (dropout on: see evaluate())
+            model.train()
+            lr = optimizer.param_groups[0]["lr"]
+            perm = torch.randperm(n_train, device=device, generator=gen)
+            losses, errors = [], []
+            for start in batch_starts:
+                idx = perm[start:start + batch_size]
+                x, y = x_train[idx], y_train[idx]
+                if augment is not None:
+                    x = augment(x, gen)
+                if mixup_alpha > 0:
+                    from dlrun.data.augment import mixup
+
+                    x, y, y_mix, lam = mixup(x, y, mixup_alpha, gen)
+                with rt.autocast():
+                    out = forward(x)
+                    loss = criterion(out, y)
+                    if mixup_alpha > 0:
+                        loss = lam * loss + (1 - lam) * criterion(out, y_mix)
+                objective = loss
+                if l1_params:
+                    objective = loss + reg.l1 * sum(p.abs().sum() for p in l1_params)
+                optimizer.zero_grad(set_to_none=True)
+                objective.backward()
+                optimizer.step()
+                losses.append(loss.detach())
+                errors.append(error_sum(task, out.detach(), y))
+                if flag.signal is not None:
+                    break
+            if flag.signal is not None:
+                interrupted = flag.signal
+                break  # the partial epoch is not recorded; a resume redoes it
+            seen = batch_sizes.sum()
+            train_loss = (torch.stack(losses).float() * batch_sizes).sum() / seen
+            train_err = torch.stack(errors).float().sum()
+
+            # -- validate
+            val_loss, val_err = _evaluate_sums(forward, x_val, y_val, task, criterion, rt, eval_batch)
+            # one host sync per epoch
+            tl, te, vl, ve, n_seen = torch.stack([train_loss, train_err, val_loss, val_err, seen]).tolist()
+            row = {"epoch": epoch, "train_loss": tl, "train_error": finish_error(task, te, int(n_seen), target_scale),
+                   "val_loss": vl / n_val, "val_error": finish_error(task, ve, n_val, target_scale), "lr": lr,
+                   "epoch_seconds": time.perf_counter() - t0}
+            rows.append(row)
+
+            # -- schedule, early stopping, best weights in memory
+            if scheduler is not None:
+                scheduler.step(row["val_loss"]) if sched.name == "plateau" else scheduler.step()
+            stop = stopper.step(epoch, row[early_stop.monitor])
+            if stopper.best_epoch == epoch:
+                best_state = _copy_state(model)
+            if on_epoch is not None:
+                on_epoch(row, trainer.max_epochs)
+            if not math.isfinite(tl):
+                stop, stopper.stop_reason = True, "diverged"
+            if stop and (stopper.enabled or stopper.stop_reason == "diverged"):
+                stop_reason = stopper.stop_reason or "patience"
+                break
+            if time.monotonic() - last_write >= trainer.checkpoint_every:
+                writer.write(rows, last_checkpoint(), best_checkpoint())
+                last_write = time.monotonic()
+        if interrupted is None and flag.signal is not None:
+            interrupted = flag.signal
+        if interrupted is not None:
+            stop_reason = "interrupted"
+
+        # -- the end: last.pt holds the last weights; then the best weights go back into the model
+        writer.write(rows, last_checkpoint(), best_checkpoint())
+        writer.close()
+    restore = early_stop.restore_best and best_state is not None and (early_stop.enabled or stop_reason == "diverged")
+    if restore:
+        model.load_state_dict(best_state)
+    final_epoch = stopper.best_epoch if restore else len(rows)
+    return History(rows=rows, best_epoch=final_epoch, stop_reason=stop_reason,
+                   wall_seconds=time.perf_counter() - wall_start, device=str(device), precision=rt.precision,
+                   signal=interrupted)
+
+
+def _augmenter(reg: Any, in_shape: tuple[int, ...]):
+    aug = getattr(reg, "augment", None)
+    if aug is None or not any(getattr(aug, k) for k in ("noise", "rotation", "hflip", "vflip", "blur", "translate")):
+        return None  # the hot loop pays nothing when augmentation is off
+    from dlrun.data.augment import build_augment
+
+    return build_augment(aug, tuple(in_shape))
+
+
+def _evaluate_sums(forward, x, y, task, criterion, rt, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss and summed error over (x, y) in eval mode, as 0-d tensors (no host sync)."""
+    was_training = forward.training
+    forward.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    err_sum = torch.zeros((), device=x.device)
+    with torch.inference_mode(), rt.autocast():
+        for start in range(0, len(y), batch):
+            out = forward(x[start:start + batch])
+            yb = y[start:start + batch]
+            loss_sum += criterion(out, yb, reduction="sum").float()
+            err_sum += error_sum(task, out, yb).float()
+    forward.train(was_training)
+    return loss_sum, err_sum
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# evaluate(): every split, in eval mode, with the weights the model holds now
+
+
+@dataclass
+class SplitEvaluation:
+    loss: float  # mean per-sample loss
+    error: float  # error rate (classification) or RMSE in target units (regression)
+    n: int
+    y_true: np.ndarray  # (n,)
+    y_pred: np.ndarray  # (n,) predicted class or value
+    sample_loss: np.ndarray  # (n,) per-sample loss
+    probs: Optional[np.ndarray] = None  # (n, K) softmax outputs, classification only
+    features: Optional[np.ndarray] = None  # (m, D) penultimate features of up to max_features samples
+
+    @property
+    def errors(self) -> int:
+        """Misclassified count (classification)."""
+        return int(round(self.error * self.n))
+
+
+@dataclass
+class Evaluation:
+    task: str
+    splits: dict[str, SplitEvaluation] = field(default_factory=dict)
+
+
+def evaluate(model: nn.Module, splits, trainer: Any, max_features: int = 2000) -> Evaluation:
+    """Evaluate every split (train, train_dev, val, test) in eval mode: dropout off, BatchNorm in inference.
+
+    Train figures measured in train mode (with dropout) look worse than validation; the report must not be
+    fooled by that, so it reads these figures, not the per-epoch ones.
+    """
+    rt = devices.resolve(trainer.device, trainer.precision, conv_model=_is_conv(model))
+    device, task = rt.device, splits.task
+    criterion = loss_fn(task)
+    target_scale = float(getattr(splits, "target_scale", 1.0))
+    batch = max(4 * trainer.batch_size, 512)
+    model.to(device).eval()
+    result = Evaluation(task=task)
+    for name, split in splits.items():
+        outs, feats = [], []
+        keep = min(len(split), max_features)
+        with torch.inference_mode(), rt.autocast():
+            for start in range(0, len(split), batch):
+                x = split.x[start:start + batch].to(device)
+                f = model.features(x) if hasattr(model, "features") and hasattr(model, "head") else None
+                out = model.head(f) if f is not None else model(x)
+                outs.append(out.float())
+                if f is not None and start < keep:
+                    feats.append(f.float().flatten(1)[: keep - start])
+        out = torch.cat(outs) if outs else torch.zeros(0, splits.num_outputs, device=device)
+        y = split.y.to(device)
+        sample_loss = criterion(out, y, reduction="none").reshape(-1)
+        total_error = float(error_sum(task, out, y))
+        if task == "classification":
+            probs = torch.softmax(out, dim=1).cpu().numpy()
+            y_true, y_pred = split.y.numpy(), out.argmax(dim=1).cpu().numpy()
+        else:  # back to the target's own units
+            probs = None
+            shift = float(getattr(splits, "target_mean", 0.0))
+            y_true = split.y.numpy() * target_scale + shift
+            y_pred = out.squeeze(-1).cpu().numpy() * target_scale + shift
+        result.splits[name] = SplitEvaluation(
+            loss=float(sample_loss.mean()) if len(y) else float("nan"),
+            error=finish_error(task, total_error, len(y), target_scale), n=len(y),
+            y_true=y_true, y_pred=y_pred, sample_loss=sample_loss.cpu().numpy(),
+            probs=probs, features=torch.cat(feats).cpu().numpy() if feats else None)
+    return result
