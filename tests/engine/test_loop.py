@@ -1,0 +1,172 @@
+"""The training loop: fast path, restore-best, checkpoints, resume equality, divergence, regularisers."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dlrun import data, models
+from dlrun.engine import evaluate, fit
+from dlrun.engine.loop import COLUMNS
+from dlrun.pipeline import run
+from tests.conftest import make_config
+
+
+def _fit(cfg, out_dir=None, **kw):
+    splits = data.load(cfg.dataset, cfg.split, cfg.shift)
+    torch.manual_seed(cfg.trainer.seed)
+    model = models.build(cfg.model, splits.in_shape, splits.num_outputs, cfg.reg)
+    history = fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer, out_dir=out_dir, **kw)
+    return model, splits, history
+
+
+def _metrics(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_in_memory_path_builds_no_dataloader_and_syncs_once_per_epoch(monkeypatch):
+    cfg = make_config(trainer={"max_epochs": 2})
+    splits = data.load(cfg.dataset, cfg.split, cfg.shift)
+    model = models.build(cfg.model, splits.in_shape, splits.num_outputs, cfg.reg)
+
+    def no_loader(*a, **k):
+        raise AssertionError("the in-memory path must not build a DataLoader")
+
+    monkeypatch.setattr(torch.utils.data.DataLoader, "__init__", no_loader)
+    calls = {"n": 0}
+    for name in ("item", "cpu", "tolist", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, **k):
+            # count the engine's own host syncs (torch's Adam reads its CPU step counter with .item())
+            if "/dlrun/" in sys._getframe(1).f_code.co_filename:
+                calls["n"] += 1
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    history = fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer)
+    batches = math.ceil(len(splits.train) / cfg.trainer.batch_size)
+    assert history.epochs_run == 2
+    assert calls["n"] <= 2 * 2 < batches  # one .tolist() per epoch (+ slack), never one per batch
+
+
+def test_learns_digits_and_history_has_every_column():
+    cfg = make_config(trainer={"max_epochs": 5})
+    model, splits, history = _fit(cfg)
+    assert [set(r) for r in history.rows] == [set(COLUMNS)] * 5
+    assert history.rows[-1]["train_loss"] < history.rows[0]["train_loss"]
+    assert evaluate(model, splits, cfg.trainer).splits["val"].error < 0.2
+
+
+def test_restore_best_puts_the_best_epoch_back(tmp_path):
+    # a learning rate that makes val_loss bounce, patience long enough to run past the best epoch
+    cfg = make_config(trainer={"max_epochs": 12, "checkpoint_every": 0.0}, optim={"lr": 0.03},
+                      early_stop={"patience": 4})
+    model, splits, history = _fit(cfg, out_dir=tmp_path)
+    val_losses = [r["val_loss"] for r in history.rows]
+    assert history.best_epoch == int(np.argmin(val_losses)) + 1
+    best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert best["epoch"] == history.best_epoch
+    for key, value in model.state_dict().items():
+        assert torch.equal(value.cpu(), best["model"][key])
+    ev = evaluate(model, splits, cfg.trainer)
+    assert ev.splits["val"].loss == pytest.approx(min(val_losses), rel=1e-4)
+
+
+def test_checkpoints_load_with_weights_only_and_are_written_atomically(tmp_path):
+    cfg = make_config(trainer={"max_epochs": 2})
+    _fit(cfg, out_dir=tmp_path, meta={"norm_mean": torch.zeros(1), "overrides": ["a=b"]})
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert last["epoch"] == 2 and len(last["history"]) == 2 and last["meta"]["overrides"] == ["a=b"]
+    assert {"model", "optimizer", "scheduler", "early_stop", "rng"} <= set(last)
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))  # no temp file left behind
+    rows = _metrics(tmp_path / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and list(rows[0]) == list(COLUMNS)
+
+
+@pytest.mark.parametrize("sched", ["none", "step", "plateau"])
+def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(tmp_path, sched):
+    groups = {"sched": {"name": sched, "step_size": 2}, "reg": {"dropout": 0.2},
+              "early_stop": {"patience": 50}}
+    whole = run(make_config(trainer={"max_epochs": 6}, **groups), tmp_path / "whole", overrides=[])
+    first = run(make_config(trainer={"max_epochs": 3}, **groups), tmp_path / "first", overrides=[])
+    assert first.report["run"]["epochs_run"] == 3
+    resumed = run(make_config(trainer={"max_epochs": 6, "resume": str(tmp_path / "first")}, **groups),
+                  tmp_path / "resumed", overrides=[])
+    a, b = _metrics(tmp_path / "whole" / "metrics.csv"), _metrics(tmp_path / "resumed" / "metrics.csv")
+    assert len(a) == len(b) == 6
+    for ra, rb in zip(a, b):
+        assert {k: ra[k] for k in COLUMNS if k != "epoch_seconds"} == \
+               {k: rb[k] for k in COLUMNS if k != "epoch_seconds"}
+    assert whole.report["metrics"] == resumed.report["metrics"]
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    from dlrun.errors import DlrunError
+
+    run(make_config(trainer={"max_epochs": 1}), tmp_path / "a", overrides=["model.hidden=[64]"])
+    with pytest.raises(DlrunError, match=r"model.hidden=\[64\] \(now \[32\]\).*dlrun model.hidden=\[64\]"):
+        run(make_config(model=_mlp([32]), trainer={"max_epochs": 2, "resume": str(tmp_path / "a")}),
+            tmp_path / "b", overrides=[])
+
+
+def _mlp(hidden):
+    from dlrun.config import MLPConfig
+
+    return MLPConfig(hidden=hidden)
+
+
+def test_divergence_stops_cleanly_and_still_reports(tmp_path):
+    cfg = make_config(optim={"name": "sgd", "lr": 1e8, "momentum": 0.0}, trainer={"max_epochs": 20})
+    result = run(cfg, tmp_path, overrides=["optim=sgd", "optim.lr=1e8"])
+    report = result.report
+    assert report["run"]["stop_reason"] == "diverged"
+    assert report["run"]["epochs_run"] < 20
+    assert (tmp_path / "report.json").is_file() and (tmp_path / "checkpoints" / "last.pt").is_file()
+    under = report["diagnosis"]["underfitting"]
+    assert under["detected"] and under["severity"] == "severe"
+    assert "optim.lr=1e+07" in under["actions"][0]["command"]
+
+
+def test_frozen_parameters_are_not_in_the_optimizer():
+    from dlrun.engine.loop import make_optimizer
+
+    cfg = make_config()
+    model = models.build(cfg.model, (1, 8, 8), 10, cfg.reg)
+    for p in model.features.parameters():
+        p.requires_grad_(False)
+    opt = make_optimizer(model, cfg.optim, 0.0)
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert in_opt == {id(p) for p in model.head.parameters()}
+
+
+def test_weight_decay_and_l1_shrink_the_weights():
+    norms = {}
+    for name, reg in {"none": {}, "l2": {"weight_decay": 0.5}, "l1": {"l1": 1e-2}}.items():
+        cfg = make_config(reg=reg, trainer={"max_epochs": 3}, early_stop={"enabled": False})
+        model, _, _ = _fit(cfg)
+        norms[name] = sum(float(p.detach().abs().sum()) for p in model.parameters() if p.ndim >= 2)
+    assert norms["l2"] < 0.8 * norms["none"] and norms["l1"] < 0.8 * norms["none"]
+
+
+def test_bf16_autocast_on_cpu_matches_fp32_within_tolerance():
+    results = {}
+    for precision in ("32", "bf16"):
+        cfg = make_config(trainer={"max_epochs": 2, "precision": precision})
+        model, splits, history = _fit(cfg)
+        results[precision] = evaluate(model, splits, cfg.trainer).splits["val"]
+    assert abs(results["32"].loss - results["bf16"].loss) < 0.1
+    assert abs(results["32"].error - results["bf16"].error) < 0.05
+
+
+def test_fp16_on_cpu_is_a_user_error():
+    from dlrun.errors import DlrunError
+
+    with pytest.raises(DlrunError, match="trainer.precision=16 needs a CUDA GPU"):
+        _fit(make_config(trainer={"max_epochs": 1, "precision": "16"}))

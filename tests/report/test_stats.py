@@ -1,0 +1,234 @@
+"""Known answers for dlrun.report.stats on synthetic arrays: quiet on the null, firing on a planted effect."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dlrun.report import stats
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# error rates
+
+
+def test_error_interval_zero_of_hundred_matches_wilson_by_hand():
+    low, high = stats.error_interval(0, 100)
+    z2 = 1.959964 ** 2
+    assert low == 0.0
+    assert high == pytest.approx(z2 / (100 + z2), rel=1e-5)  # Wilson upper bound at p_hat = 0: z^2 / (n + z^2)
+    assert high == pytest.approx(0.037, abs=5e-4)
+
+
+def test_error_interval_contains_the_rate_and_narrows_with_n():
+    low, high = stats.error_interval(10, 100)
+    assert low < 0.1 < high
+    wide, narrow = high - low, np.subtract(*stats.error_interval(100, 1000)[::-1])
+    assert narrow < wide
+    assert all(isinstance(bound, float) for bound in (low, high))
+
+
+def test_error_interval_of_no_samples_is_nan():
+    assert all(math.isnan(bound) for bound in stats.error_interval(0, 0))
+
+
+def test_gap_test_fires_on_a_real_gap_and_not_on_noise():
+    gap = stats.gap_test(2, 1000, 60, 1000)
+    assert gap.p_value < 1e-6
+    assert gap.statistic == pytest.approx(0.058)
+    noise = stats.gap_test(20, 1000, 22, 1000)
+    assert noise.p_value > 0.05
+
+
+def test_gap_test_is_one_sided():
+    assert stats.gap_test(60, 1000, 2, 1000).p_value > 0.5  # b below a is no evidence that b is above a
+
+
+def test_bootstrap_diff_interval_covers_the_shift_and_excludes_zero():
+    rng = np.random.default_rng(0)
+    a = rng.exponential(1.0, 2000)
+    b = rng.exponential(1.0, 2000) + 0.3
+    low, high = stats.bootstrap_diff_interval(a, b, seed=0)
+    assert 0 < low < 0.3 < high
+    low_same, high_same = stats.bootstrap_diff_interval(a, rng.exponential(1.0, 2000), seed=0)
+    assert low_same < 0 < high_same
+
+
+def test_mean_interval_covers_the_mean_of_skewed_losses():
+    rng = np.random.default_rng(0)
+    squared_errors = rng.normal(0, 2.0, 1000) ** 2  # mean 4, chi-square shaped
+    low, high = stats.mean_interval(squared_errors)
+    assert low < squared_errors.mean() < high
+    assert 3.0 < low < 4.0 < high < 5.0
+    assert stats.mean_interval(np.zeros(10)) == (0.0, 0.0)
+    assert all(math.isnan(bound) for bound in stats.mean_interval(np.array([1.0])))
+
+
+def test_mean_gap_test_fires_on_a_gap_and_not_on_noise():
+    rng = np.random.default_rng(0)
+    train = rng.normal(0, 1.0, 500) ** 2
+    gap = stats.mean_gap_test(train, rng.normal(0, 1.5, 500) ** 2)
+    assert gap.p_value < 1e-6
+    assert gap.statistic > 0.5  # expected 1.25
+    assert stats.mean_gap_test(train, rng.normal(0, 1.0, 500) ** 2).p_value > 0.05
+    assert stats.mean_gap_test(rng.normal(0, 1.5, 500) ** 2, train).p_value > 0.5  # one-sided
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# distribution shift
+
+
+def test_ks_softmax_test_quiet_on_same_dirichlet():
+    quiet = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        quiet += stats.ks_softmax_test(rng.dirichlet(np.ones(10), 500), rng.dirichlet(np.ones(10), 500)).p_value > 0.05
+    assert quiet >= 18
+
+
+def test_ks_softmax_test_fires_on_shift_and_names_the_class():
+    rng = np.random.default_rng(0)
+    concentration = np.ones(10)
+    shifted = concentration.copy()
+    shifted[3] = 3.0  # class 3 gets more probability mass on the new sample
+    result = stats.ks_softmax_test(rng.dirichlet(concentration, 500), rng.dirichlet(shifted, 500))
+    assert result.p_value < 1e-6
+    assert "class 3" in result.detail
+    assert 0 < result.statistic <= 1
+
+
+def test_mmd_quiet_on_same_gaussians_and_fires_on_a_mean_shift():
+    quiet = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        quiet += stats.mmd_permutation_test(rng.normal(size=(300, 10)), rng.normal(size=(300, 10)),
+                                            seed=seed).p_value > 0.05
+    assert quiet >= 8
+    rng = np.random.default_rng(0)
+    shifted = stats.mmd_permutation_test(rng.normal(size=(300, 10)), rng.normal(0.5, 1.0, size=(300, 10)))
+    assert shifted.p_value < 0.01
+    assert shifted.p_value >= 1 / 201  # the +1 correction: never zero
+
+
+def test_mmd_subsamples_large_inputs():
+    rng = np.random.default_rng(0)
+    result = stats.mmd_permutation_test(rng.normal(size=(3000, 256)), rng.normal(size=(2000, 256)), max_samples=400)
+    assert "400 vs 400" in result.detail
+
+
+def test_label_shift_test_fires_on_a_skewed_histogram_and_drops_absent_classes():
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 5, 1000)  # classes 5 and 6 never predicted: dropped, not a division by zero
+    same = stats.label_shift_test(ref, rng.integers(0, 5, 1000), num_classes=7)
+    assert same.p_value > 0.05
+    skewed = np.concatenate([rng.integers(0, 5, 600), np.full(400, 2)])
+    result = stats.label_shift_test(ref, skewed, num_classes=7)
+    assert result.p_value < 1e-6
+    assert "class 2" in result.detail
+    assert "dof=4" in result.detail
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# per-class views and baselines
+
+
+def test_per_class_error_and_class_shares():
+    errors = stats.per_class_error(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0]), num_classes=4)
+    np.testing.assert_allclose(errors, [0.5, 0.0, 1.0, np.nan])
+    np.testing.assert_allclose(stats.class_shares(np.array([0, 0, 1, 0]), 3), [0.75, 0.25, 0.0])
+
+
+def test_chance_error():
+    y = np.array([0] * 70 + [1] * 30)
+    assert stats.chance_error(y, y, "classification") == pytest.approx(0.3)
+    y_train = np.array([1.0, 2.0, 3.0])
+    assert stats.chance_error(y_train, np.array([2.0, 4.0]), "regression") == pytest.approx(math.sqrt(2.0))
+    with pytest.raises(ValueError, match="expected one of"):
+        stats.chance_error(y, y, "sequence")
+
+
+def test_simple_baseline_error_separable_vs_random_labels():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 2, 5))  # (n, ...) is flattened to (n, 10)
+    y = (x[:, 0, 0] + x[:, 1, 2] > 0).astype(int)
+    assert stats.simple_baseline_error(x[:400], y[:400], x[400:], y[400:], "classification") < 0.05
+    y_random = rng.integers(0, 2, 600)
+    error = stats.simple_baseline_error(x[:400], y_random[:400], x[400:], y_random[400:], "classification")
+    assert error > 0.35  # chance is ~0.5
+
+
+def test_simple_baseline_error_regression_is_rmse_of_the_noise():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 4))
+    y = x @ np.array([1.0, -2.0, 0.5, 0.0]) + rng.normal(0, 0.1, 1000)
+    assert stats.simple_baseline_error(x[:800], y[:800], x[800:], y[800:], "regression") == pytest.approx(0.1, abs=0.02)
+
+
+def test_simple_baseline_error_on_digits():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    error = stats.simple_baseline_error(x[:1078], y[:1078], x[1078:], y[1078:], "classification", max_train=500)
+    assert error < 0.15
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# learning curves
+
+EPOCHS = np.arange(30)
+
+
+@pytest.mark.parametrize("name, values, expected", [
+    ("exponential decay", 2.0 * np.exp(-0.1 * EPOCHS) + 0.1, "falling"),
+    ("plateau", 2.0 * np.exp(-0.5 * EPOCHS) + 0.3, "converged"),
+    ("fell then rose", np.concatenate([np.linspace(2, 1, 15), np.linspace(1.05, 1.5, 15)]), "converged"),
+    ("constant", np.full(30, 2.3026), "flat"),
+    ("nearly constant", 2.3026 - 0.001 * EPOCHS / 30, "flat"),
+    ("nan tail", np.concatenate([np.linspace(2, 1, 10), [np.nan, np.nan]]), "diverged"),
+    ("blow-up", np.concatenate([np.linspace(2, 1, 10), [8.0, 40.0]]), "diverged"),
+    ("zigzag", 1.0 + 0.3 * (-1.0) ** EPOCHS, "oscillating"),
+    ("single epoch", np.array([2.3]), "flat"),
+])
+def test_curve_trend(name, values, expected):
+    assert stats.curve_trend(values) == expected
+
+
+def test_curve_trend_small_noise_on_a_plateau_is_not_oscillating():
+    rng = np.random.default_rng(0)
+    values = 0.5 + np.exp(-EPOCHS) + 0.003 * rng.normal(size=30)
+    assert stats.curve_trend(values) == "converged"
+
+
+def test_curve_trend_overfit_rise_is_not_divergence():
+    values = np.concatenate([np.linspace(2.3, 0.05, 10), np.linspace(0.1, 0.8, 10)])  # 16x its minimum, below start
+    assert stats.curve_trend(values) != "diverged"
+
+
+def test_u_curve_finds_the_rise_after_a_planted_minimum():
+    val_loss = np.concatenate([np.linspace(2, 1, 10), np.linspace(1.05, 1.5, 10)])  # minimum at epoch 10
+    train_loss = np.linspace(2, 0.1, 20)
+    result = stats.u_curve(val_loss, best_epoch=10, train_loss=train_loss)
+    assert result["epochs_after_best"] == 10
+    assert result["relative_rise"] == pytest.approx(0.5)
+    assert result["gap_growing"] is True
+    assert result["gap_slope"] > 0
+    assert stats.u_curve(val_loss, best_epoch=0)["best_epoch"] == 10  # 0: found from the curve
+
+
+def test_u_curve_no_rise_and_shrinking_gap():
+    val_loss = np.linspace(2, 1, 10)
+    result = stats.u_curve(val_loss, best_epoch=10, train_loss=np.linspace(1.5, 1, 10))
+    assert result["epochs_after_best"] == 0
+    assert result["relative_rise"] == 0.0
+    assert result["gap_growing"] is False
+    result = stats.u_curve(val_loss, best_epoch=5, train_loss=np.full(10, 0.2))
+    assert result["gap_growing"] is False  # val keeps falling towards a flat train loss: the gap shrinks
+
+
+def test_import_is_lazy():
+    import subprocess
+    import sys
+
+    code = "import sys, dlrun.report.stats; print(sorted({'scipy', 'sklearn', 'torch'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # scipy and sklearn load on first use, so `dlrun --help` stays fast

@@ -1,0 +1,128 @@
+"""The `dlrun` command end to end, in a subprocess: run folder contents, Hydra flags, errors, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, run_dlrun
+
+FAST = ["trainer.progress=false", "model.hidden=[64]"]
+
+
+def test_importing_the_cli_does_not_import_torch():
+    code = ("import sys, dlrun.cli, dlrun.config, dlrun.preflight; "
+            "heavy = [m for m in ('torch', 'torchvision', 'matplotlib', 'scipy', 'sklearn') if m in sys.modules]; "
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_and_cfg_job(tmp_path):
+    helped = run_dlrun(["--help"], tmp_path)
+    assert helped.returncode == 0 and "model: " in helped.stdout and "mlp" in helped.stdout
+    cfg = run_dlrun(["--cfg", "job", "model=mlp", "reg.dropout=0.5"], tmp_path)
+    assert cfg.returncode == 0 and "dropout: 0.5" in cfg.stdout and "family: mlp" in cfg.stdout
+
+
+@pytest.mark.slow
+def test_two_epoch_run_writes_every_file(tmp_path):
+    run_dir = tmp_path / "run"
+    done = run_dlrun(["trainer.max_epochs=2", f"hydra.run.dir={run_dir}", *FAST], tmp_path)
+    assert done.returncode == 0, done.stderr
+    # the terminal summary: figures per split and the three verdicts
+    for word in ("train", "val", "test", "underfitting", "overfitting", "distribution shift"):
+        assert word in done.stdout
+    # the run folder
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / ".hydra" / "overrides.yaml").is_file()
+    assert (run_dir / "dlrun.log").is_file() and "data digits" in (run_dir / "dlrun.log").read_text()
+    assert list(run_dir.glob("events.out.tfevents.*")), "TensorBoard event file missing"
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "epoch,train_loss,train_error,val_loss,val_error,lr,epoch_seconds" and len(lines) == 3
+    for name in ("last.pt", "best.pt"):
+        state = torch.load(run_dir / "checkpoints" / name, weights_only=True)
+        assert "model" in state and "meta" in state
+    assert "norm_mean" in state["meta"] and state["meta"]["overrides"][0] == "trainer.max_epochs=2"
+    # report.json: the versioned contract
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["schema_version"] == 1
+    run = report["run"]
+    for key in ("overrides", "seed", "device", "torch_version", "epochs_run", "best_epoch", "stop_reason",
+                "wall_seconds"):
+        assert key in run
+    assert run["epochs_run"] == 2 and run["stop_reason"] == "max_epochs" and run["device"] == "cpu"
+    assert set(report["metrics"]) == {"train", "val", "test"}
+    for m in report["metrics"].values():
+        assert set(m) >= {"loss", "error", "n"} and 0 <= m["error"] <= 1
+    assert set(report["decomposition"]) >= {"target_error", "avoidable_bias", "variance", "data_mismatch",
+                                            "val_to_test"}
+    assert set(report["diagnosis"]) == {"underfitting", "overfitting", "distribution_shift"}
+    for finding in report["diagnosis"].values():
+        assert set(finding) >= {"detected", "severity", "evidence", "actions"}
+        assert finding["severity"] in ("none", "mild", "severe")
+        for action in finding["actions"]:
+            assert action["command"].startswith("dlrun ")
+    md = (run_dir / "report.md").read_text()
+    assert "## Verdicts" in md and "Error decomposition" in md and "dlrun trainer.max_epochs=2" in md
+
+
+@pytest.mark.slow
+def test_multirun_over_two_values(tmp_path):
+    sweep = tmp_path / "sweep"
+    done = run_dlrun(["-m", "reg.dropout=0,0.5", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}", *FAST],
+                     tmp_path)
+    assert done.returncode == 0, done.stderr
+    reports = sorted(sweep.glob("*/report.json"))
+    assert len(reports) == 2
+    overrides = [json.loads(p.read_text())["run"]["overrides"] for p in reports]
+    assert ["reg.dropout=0" in o for o in overrides] == [True, False]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["reg.droput=0.5"], "Did you mean reg.dropout?"),
+    (["model=vgx"], "model='vgx' is not an option"),
+    (["split.train=0.5"], "split ratios must sum to 1"),
+    (["trainer.resume=/nonexistent/run"], "trainer.resume='/nonexistent/run': no checkpoint"),
+])
+def test_user_errors_exit_2_with_one_line_and_no_traceback(tmp_path, argv, message):
+    done = run_dlrun([*argv, f"hydra.run.dir={tmp_path / 'run'}", *FAST], tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr + done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_checkpoint_and_a_partial_report(tmp_path, sig):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "dlrun", "trainer.max_epochs=100000", "early_stop.enabled=false",
+                             "trainer.checkpoint_every=0", f"hydra.run.dir={run_dir}", *FAST],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "metrics.csv").exists():  # wait until training is under way
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err
+    last = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert last["epoch"] >= 1
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["run"]["stop_reason"] == "interrupted" and report["run"]["interrupted"] is True
+    assert report["run"]["epochs_run"] == last["epoch"]
+    assert "interrupted" in (run_dir / "report.md").read_text()
+
+
+def test_python_dash_m_and_the_console_script_are_the_same_entry_point():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert 'dlrun = "dlrun.cli:main"' in text
+    assert "from dlrun.cli import main" in (ROOT / "dlrun" / "__main__.py").read_text()

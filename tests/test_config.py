@@ -1,0 +1,121 @@
+"""Config composition (Hydra compose on the real conf/ tree), the schema, and validation messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from dlrun.config import Config, register_configs, validate
+from dlrun.errors import DlrunError
+from dlrun.preflight import check_overrides
+from tests.conftest import CONF_DIR
+
+register_configs()
+
+# options that need a value the user must give (a path) before they can be used
+REQUIRED = {("dataset", "image_folder"): ["dataset.root=/tmp/x"],
+            ("dataset", "tabular"): ["dataset.path=/tmp/x.csv", "dataset.target=y"]}
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def _all_options() -> list[tuple[str, str]]:
+    return [(d.name, p.stem) for d in sorted(CONF_DIR.iterdir()) if d.is_dir() and d.name != "hydra"
+            for p in sorted(d.glob("*.yaml"))]
+
+
+def test_default_config_composes_and_validates():
+    cfg = _compose([])
+    validate(cfg)
+    plain = OmegaConf.to_object(cfg)
+    assert isinstance(plain, Config)
+    assert plain.model.family == "mlp" and plain.model.hidden == [256, 256]
+    assert plain.dataset.name == "digits"
+    assert (plain.split.train, plain.split.val, plain.split.test) == (0.6, 0.2, 0.2)
+    assert plain.optim.name == "adam" and plain.sched.name == "none" and plain.shift.name == "none"
+
+
+@pytest.mark.parametrize("group,option", _all_options())
+def test_every_option_composes(group, option):
+    cfg = _compose([f"{group}={option}", *REQUIRED.get((group, option), [])])
+    validate(cfg)
+    plain = OmegaConf.to_object(cfg)
+    assert getattr(plain, group) is not None
+
+
+def test_split_presets():
+    big = OmegaConf.to_object(_compose(["split=big"])).split
+    assert (big.train, big.val, big.test) == (0.98, 0.01, 0.01)
+
+
+def test_overrides_reach_the_dataclasses():
+    plain = OmegaConf.to_object(_compose(["reg.dropout=0.5", "optim=sgd", "optim.lr=0.05", "model.hidden=[32,16]"]))
+    assert plain.reg.dropout == 0.5 and plain.optim.name == "sgd" and plain.optim.lr == 0.05
+    assert plain.model.hidden == [32, 16]
+
+
+def test_misspelt_key_fails_at_composition():
+    with pytest.raises(Exception, match="droput"):
+        _compose(["reg.droput=0.5"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("split.train=0.5", "split ratios must sum to 1, got 0.9"),
+    ("split.train=1.0", "split.train must be in [0, 1)"),
+    ("split.train_dev=1.0", "split.train_dev must be in [0, 1)"),
+    ("reg.dropout=1.0", "reg.dropout must be in [0, 1), got 1.0"),
+    ("reg.weight_decay=-1", "reg.weight_decay must be >= 0"),
+    ("optim.lr=0", "optim.lr must be > 0"),
+    ("early_stop.patience=-1", "early_stop.patience must be >= 0"),
+    ("trainer.batch_size=0", "trainer.batch_size must be >= 1"),
+    ("trainer.max_epochs=0", "trainer.max_epochs must be >= 1"),
+    ("trainer.device=tpu", "trainer.device='tpu' is not allowed, expected one of auto, cpu, cuda"),
+    ("trainer.precision=8", "trainer.precision='8' is not allowed, expected one of auto, 32, bf16, 16"),
+    ("early_stop.monitor=accuracy", "early_stop.monitor='accuracy' is not allowed, expected one of val_loss"),
+    ("early_stop.mode=up", "expected one of auto, min, max"),
+    ("model.activation=swish", "expected one of relu, gelu, tanh"),
+    ("sched.gamma=0", "sched.gamma must be in (0, 1]"),
+    ("report.target_error=1.5", "report.target_error must be a fraction in [0, 1)"),
+    ("optim.nesterov=true", "optim.nesterov needs optim=sgd"),
+])
+def test_validation_names_the_key_and_the_rule(override, message):
+    cfg = _compose([override])
+    with pytest.raises(DlrunError) as err:
+        validate(cfg)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["reg.droput=0.5"], "unknown key 'reg.droput'. Did you mean reg.dropout? Keys of reg: dropout"),
+    (["model.hiden=[3]"], "Did you mean model.hidden?"),
+    (["reg.augment.nois=0.1"], "Did you mean reg.augment.noise?"),
+    (["foo.bar=1"], "unknown group 'foo'"),
+    (["model=vgx"], "model='vgx' is not an option, expected one of"),
+    (["reg.dropout=abc"], "reg.dropout='abc': expected a number"),
+    (["trainer.max_epochs=1.5"], "trainer.max_epochs='1.5': expected an integer"),
+    (["early_stop.enabled=maybe"], "early_stop.enabled='maybe': expected true or false"),
+])
+def test_preflight_names_the_key_and_the_allowed_values(argv, message):
+    with pytest.raises(DlrunError) as err:
+        check_overrides(argv, str(CONF_DIR))
+    assert message in str(err.value)
+
+
+def test_preflight_accepts_good_overrides_and_hydra_flags():
+    check_overrides(["model=mlp", "model.hidden=[8]", "reg.dropout=0.5", "report.target_error=null",
+                     "hydra.run.dir=/tmp/x", "-m", "reg.dropout=0,0.5", "+extra=1"], str(CONF_DIR))
+
+
+def test_preflight_reads_the_selected_option_schema():
+    # model.hidden belongs to the mlp schema; with another option selected it would be unknown
+    check_overrides(["model=mlp", "model.hidden=[8]"], str(CONF_DIR))
+    other = [p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml") if p.stem in ("vgg", "resnet")]
+    for option in other:
+        with pytest.raises(DlrunError, match="model.hidden"):
+            check_overrides([f"model={option}", "model.hidden=[8]"], str(CONF_DIR))
