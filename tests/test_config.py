@@ -119,3 +119,16 @@ def test_preflight_reads_the_selected_option_schema():
     for option in other:
         with pytest.raises(DlrunError, match="model.hidden"):
             check_overrides([f"model={option}", "model.hidden=[8]"], str(CONF_DIR))
+
+
+def test_readme_documents_every_key_of_the_fixed_groups():
+    from dataclasses import fields
+
+    from dlrun import config as c
+
+    readme = (CONF_DIR.parent / "README.md").read_text()
+    groups = {"split": c.SplitConfig, "reg": c.RegConfig, "early_stop": c.EarlyStopConfig, "optim": c.OptimConfig,
+              "sched": c.SchedConfig, "trainer": c.TrainerConfig, "report": c.ReportConfig}
+    missing = [f"{g}.{f.name}" for g, cls in groups.items() for f in fields(cls)
+               if f"{g}.{f.name}" not in readme]
+    assert not missing, f"README's configuration reference lacks {missing}"
