@@ -1,0 +1,56 @@
+"""Your own images: dataset.root holds one folder per class (root/cat/1.png, root/dog/2.jpg), as for
+torchvision.datasets.ImageFolder, which finds them. Classes are the folder names in sorted order.
+
+Every image is resized to dataset.image_size x dataset.image_size (aspect ratio not kept) and, with
+dataset.grayscale=true, converted to one channel; all of them are read into memory at once, one after another.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from dlrun.data.sources.registry import Source, register_dataset
+from dlrun.errors import DlrunError
+
+log = logging.getLogger(__name__)
+
+
+@register_dataset("image_folder")
+def load_image_folder(cfg) -> Source:
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
+
+    root = Path(str(cfg.root)).expanduser()
+    if not root.is_dir():
+        raise DlrunError(f"dataset.root={str(cfg.root)!r} is not a folder ({root.resolve()}); image_folder expects "
+                         f"one sub-folder of images per class, e.g. root/cat/1.png, root/dog/2.png")
+    if cfg.image_size < 1:
+        raise DlrunError(f"dataset.image_size must be >= 1 pixel, got {cfg.image_size}")
+    size = (cfg.image_size, cfg.image_size)
+    to_array = transforms.Compose(([transforms.Grayscale(num_output_channels=1)] if cfg.grayscale else [])
+                                  + [transforms.Resize(size), transforms.ToTensor()])  # ToTensor: [0, 1], (C, H, W)
+    try:
+        folder = ImageFolder(str(root), transform=to_array)
+    except FileNotFoundError as err:  # no class folders, or a class folder without images
+        raise DlrunError(f"dataset.root={str(cfg.root)!r}: {err}. image_folder expects one sub-folder of images "
+                         f"per class, e.g. root/cat/1.png, root/dog/2.png") from None
+    if len(folder.classes) < 2:
+        raise DlrunError(f"dataset.root={str(cfg.root)!r} has {len(folder.classes)} class folder "
+                         f"({', '.join(folder.classes)}); classification needs at least 2, one per class")
+
+    channels = 1 if cfg.grayscale else 3
+    x = np.empty((len(folder), channels, *size), dtype=np.float32)  # (N, C, H, W)
+    for i, (path, _) in enumerate(folder.samples):
+        try:
+            x[i] = folder[i][0].numpy()
+        except OSError as err:  # PIL's UnidentifiedImageError, a truncated file
+            raise DlrunError(f"dataset.root={str(cfg.root)!r}: cannot read image {path}: {err}. "
+                             f"Delete or replace the file") from None
+    y = np.asarray(folder.targets, dtype=np.int64)
+    log.info("image_folder: %d images in %d classes from %s", len(x), len(folder.classes), root)
+    return Source(x=x, y=y, task="classification", class_names=list(folder.classes),
+                  description=f"image folder {root}: {len(x)} images resized to {size[0]}x{size[1]}"
+                              f"{', grayscale' if cfg.grayscale else ''}")

@@ -1,0 +1,140 @@
+"""A table from a .csv or .parquet file: dataset.target is the column to predict, every other column a feature.
+
+Categorical features (text, category, bool columns) are one-hot encoded with pandas.get_dummies: numeric
+columns keep their order, then one 0/1 column per category, categories in sorted order. Missing feature
+values are an error, not silently imputed: how to fill them is a modelling choice.
+
+dataset.task=auto reads the target: text, category or bool, or integers with few distinct values (<= 20 and
+< 5% of the rows), make a classification task; other numbers a regression. Class names are the sorted distinct
+target values, as strings (integers sort as numbers: 2 before 10).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from dlrun.data.sources.registry import Source, register_dataset
+from dlrun.errors import DlrunError
+
+log = logging.getLogger(__name__)
+
+TASKS = ("auto", "classification", "regression")
+MAX_AUTO_CLASSES = 20  # auto: an integer target with at most this many values ...
+MAX_AUTO_CLASS_SHARE = 0.05  # ... and fewer distinct values than this fraction of the rows is a class label
+
+
+@register_dataset("tabular")
+def load_tabular(cfg) -> Source:
+    if cfg.task not in TASKS:
+        raise DlrunError(f"dataset.task={cfg.task!r} is not allowed for dataset=tabular, "
+                         f"expected one of {', '.join(TASKS)}")
+    table = _read(str(cfg.path))
+    if cfg.target not in table.columns:
+        raise DlrunError(f"dataset.target={cfg.target!r} is not a column of {cfg.path}, expected one of "
+                         f"{', '.join(map(str, table.columns))}")
+    target = table[cfg.target]
+    features = table.drop(columns=[cfg.target])
+    if features.shape[1] == 0:
+        raise DlrunError(f"{cfg.path} has no column besides dataset.target={cfg.target!r}: nothing to learn from")
+    _check_missing(cfg, target, features)
+
+    task = _infer_task(target) if cfg.task == "auto" else cfg.task
+    x = _encode_features(features, str(cfg.path))
+    if task == "regression":
+        if not _is_numeric(target):
+            raise DlrunError(f"dataset.task=regression needs a numeric target, but dataset.target={cfg.target!r} "
+                             f"holds {target.dtype} values such as {target.iloc[0]!r}; "
+                             f"use dataset.task=classification (or auto)")
+        y = target.to_numpy(dtype=np.float32)
+        class_names: list[str] = []
+    else:
+        values = _sorted_values(target)
+        y = target.map({value: i for i, value in enumerate(values)}).to_numpy(dtype=np.int64)
+        class_names = [str(v) for v in values]
+    log.info("tabular %s: %d rows, %d features after encoding, %s", cfg.path, len(x), x.shape[1], task)
+    return Source(x=x, y=y, task=task, class_names=class_names,
+                  description=f"{Path(str(cfg.path)).name}: {len(x)} rows, {x.shape[1]} features, target "
+                              f"{cfg.target!r} ({task})")
+
+
+def _read(path: str):
+    """The file as a DataFrame, by extension."""
+    import pandas as pd
+
+    file = Path(path).expanduser()
+    suffix = file.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise DlrunError(f"dataset.path={path!r} has extension {suffix or '(none)'!r}, expected .csv or .parquet")
+    if not file.is_file():
+        raise DlrunError(f"dataset.path={path!r} does not exist ({file.resolve()})")
+    try:
+        return pd.read_csv(file) if suffix == ".csv" else pd.read_parquet(file)
+    except ImportError as err:  # read_parquet without pyarrow or fastparquet
+        raise DlrunError(f"dataset.path={path!r}: reading parquet needs pyarrow ({err}); "
+                         f"install it with: pip install 'dlrun[parquet]'") from None
+    except (ValueError, OSError) as err:  # pandas' ParserError and EmptyDataError are ValueErrors; arrow's OSError
+        raise DlrunError(f"dataset.path={path!r} cannot be read as {suffix[1:]}: {err}") from None
+
+
+def _check_missing(cfg, target, features) -> None:
+    counts = features.isna().sum()
+    counts = counts[counts > 0]
+    if len(counts):
+        listed = ", ".join(f"{name!r} ({count})" for name, count in counts.items())
+        raise DlrunError(f"{cfg.path} has missing feature values in {listed}; impute them (e.g. with the column "
+                         f"median) or drop those rows or columns before training")
+    missing_targets = int(target.isna().sum())
+    if missing_targets:
+        raise DlrunError(f"dataset.target={cfg.target!r} is missing in {missing_targets} rows of {cfg.path}; "
+                         f"drop those rows")
+
+
+def _is_numeric(column) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype)
+
+
+def _infer_task(target) -> str:
+    import pandas as pd
+
+    if not _is_numeric(target):
+        return "classification"
+    distinct = target.nunique()
+    few = distinct <= MAX_AUTO_CLASSES and distinct < MAX_AUTO_CLASS_SHARE * len(target)
+    return "classification" if pd.api.types.is_integer_dtype(target.dtype) and few else "regression"
+
+
+def _sorted_values(target) -> list:
+    """Distinct target values in natural order (numbers as numbers), falling back to text order for mixed types."""
+    values = list(target.unique())
+    try:
+        return sorted(values)
+    except TypeError:  # e.g. a parquet column mixing ints and strings
+        return sorted(values, key=str)
+
+
+def _encode_features(features, path: str) -> np.ndarray:
+    """(N, F) float32: numeric columns as they are, categorical columns one-hot."""
+    import pandas as pd
+
+    types = pd.api.types
+    categorical = [name for name in features.columns
+                   if types.is_bool_dtype(features[name].dtype) or types.is_object_dtype(features[name].dtype)
+                   or types.is_string_dtype(features[name].dtype)
+                   or isinstance(features[name].dtype, pd.CategoricalDtype)]
+    unusable = [f"{name!r} ({features[name].dtype})" for name in features.columns
+                if name not in categorical and not types.is_numeric_dtype(features[name].dtype)]
+    if unusable:
+        raise DlrunError(f"{path}: columns {', '.join(unusable)} are neither numbers nor categories; convert them "
+                         f"to numbers (e.g. a date to days since a reference date) or drop them")
+    for name in categorical:
+        levels = features[name].nunique()
+        if levels > 100:
+            log.warning("tabular %s: column %r has %d distinct values, one-hot encoded into as many columns; "
+                        "is it an identifier?", path, name, levels)
+    encoded = pd.get_dummies(features, columns=categorical, dtype=np.float32) if categorical else features
+    return encoded.to_numpy(dtype=np.float32)
