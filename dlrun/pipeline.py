@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -120,7 +119,8 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunRes
         "model": cfg.model.family, "dataset": cfg.dataset.name, "task": splits.task,
         "shift": splits.shift, "interrupted": history.stop_reason == "interrupted",
     }
-    diagnosis = diagnose(history, evaluation, cfg.report, overrides, settings=config_dict, baselines=baselines)
+    diagnosis = diagnose(history, evaluation, cfg.report, overrides, settings=config_dict, baselines=baselines,
+                         class_names=splits.class_names)
     report = render(run_dir, run_info, history, evaluation, diagnosis, splits, cfg.report, baselines=baselines)
     ui.summary(report)
 

@@ -52,6 +52,9 @@ class Diagnosis:
     distribution_shift: Finding
     decomposition: dict[str, Optional[float]]
     notes: list[str] = field(default_factory=list)
+    shift_tests: dict[str, dict] = field(default_factory=dict)  # label-free val-vs-test tests (report.evidence)
+    per_class: Optional[dict] = None  # per-class errors and shares (classification)
+    curves: dict[str, Any] = field(default_factory=dict)  # learning-curve shapes
 
     def findings(self) -> dict[str, Finding]:
         return {"underfitting": self.underfitting, "overfitting": self.overfitting,
@@ -92,7 +95,8 @@ def _bigger_model(settings: dict) -> dict[str, Any]:
     """The override that doubles the model's capacity, for whatever family it is."""
     model = settings.get("model", {})
     if "hidden" in model:
-        return {"model.hidden": [2 * h for h in model["hidden"]] + ([model["hidden"][-1]] if len(model["hidden"]) < 3 else [])}
+        hidden = [2 * h for h in model["hidden"]]
+        return {"model.hidden": hidden + hidden[-1:] if len(hidden) < 3 else hidden}  # wider, and deeper up to 3
     if "hidden_size" in model:
         return {"model.hidden_size": 2 * model["hidden_size"]}
     if "width" in model:
@@ -182,12 +186,13 @@ def _severity(size: float, tolerance: float) -> str:
 
 
 def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str], settings: dict,
-             baselines: Optional[dict] = None, shift_tests: Optional[dict] = None) -> Diagnosis:
+             baselines: Optional[dict] = None, class_names: Optional[list[str]] = None) -> Diagnosis:
     """Decide the three findings from the history (per-epoch curves) and the final evaluation of each split.
 
-    `baselines`: chance_error and simple-model train error (see report.baselines); `shift_tests`: the
-    label-free two-sample tests between val and test (see report.shift), when computed.
+    `baselines`: chance_error, simple_train_error, target_scale (see report.baselines).
     """
+    from dlrun.report import evidence
+
     baselines = baselines or {}
     task = evaluation.task
     target_scale = float(baselines.get("target_scale", 1.0))
@@ -195,23 +200,31 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     fig = _figures(evaluation, target_scale)
     decomposition = decompose(fig, report_cfg.target_error)
     notes: list[str] = []
-    diverged = history.stop_reason == "diverged"
+    curves = evidence.curves(history)
+    num_classes = len(class_names) if class_names else 0
+    tests = evidence.shift_tests(evaluation.splits["val"], evaluation.splits["test"], task, num_classes, alpha)
+    table = evidence.per_class(evaluation, class_names) if class_names else None
 
-    under = _underfitting(fig, history, task, tol, report_cfg.target_error, baselines, overrides, settings, diverged)
-    over = _overfitting(fig, evaluation, history, task, tol, alpha, overrides, settings)
-    shift = _shift(fig, evaluation, task, tol, alpha, overrides, settings, shift_tests)
+    under = _underfitting(fig, history, curves, task, tol, report_cfg.target_error, baselines, overrides, settings)
+    over = _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, settings)
+    shift = _shift(fig, evaluation, task, tol, alpha, overrides, settings, tests, table, notes)
     if history.stop_reason == "interrupted":
         notes.append("the run was interrupted: the figures describe a partial training")
     return Diagnosis(underfitting=under, overfitting=over, distribution_shift=shift, decomposition=decomposition,
-                     notes=notes)
+                     notes=notes, shift_tests=tests, per_class=table, curves=curves)
 
 
-def _underfitting(fig, history, task, tol, target_error, baselines, overrides, settings, diverged) -> Finding:
+def _tolerance_in_units(tol: float, task: str, scale: float) -> float:
+    return tol * scale if task == "regression" else tol
+
+
+def _underfitting(fig, history, curves, task, tol, target_error, baselines, overrides, settings) -> Finding:
     f = Finding()
     train = fig["train"]
     chance = baselines.get("chance_error")
     simple = baselines.get("simple_train_error")
     scale = float(baselines.get("target_scale", 1.0))
+    tol_units = _tolerance_in_units(tol, task, scale)
     # what is achievable on the training data: the user's target, else what a linear model reaches, else 0
     if target_error is not None:
         reference, ref_name = target_error, "the target error (report.target_error)"
@@ -219,65 +232,85 @@ def _underfitting(fig, history, task, tol, target_error, baselines, overrides, s
         reference, ref_name = simple, "a linear model's training error"
     else:
         reference, ref_name = 0.0, "zero"
-    norm = (lambda e: e / scale) if task == "regression" else (lambda e: e)
-    excess_low = norm(train.low) - norm(reference)  # the gap, judged at the favourable end of the interval
-    excess = norm(train.error) - norm(reference)
+    excess_low = train.low - reference  # judged at the favourable end of the interval
+    excess = train.error - reference
+    trend = curves["train_trend"]
     f.stats = {"train_error": train.error, "train_error_interval": [train.low, train.high], "reference": reference,
-               "reference_name": ref_name, "excess": excess, "chance_error": chance, "simple_train_error": simple}
+               "reference_name": ref_name, "excess": excess, "chance_error": chance, "simple_train_error": simple,
+               "train_trend": trend}
     lr = _get(settings, "optim.lr", 1e-3)
-    if diverged or not math.isfinite(train.error):
+    max_epochs = _get(settings, "trainer.max_epochs", 50)
+    lower_lr = Action("divide the learning rate by 10", next_command(overrides, {"optim.lr": lr / 10}))
+    if history.stop_reason == "diverged" or not math.isfinite(train.error):
         f.detected, f.severity = True, "severe"
-        f.evidence.append("the training loss became NaN or infinite: the run diverged")
-        f.actions.append(Action("divide the learning rate by 10", next_command(overrides, {"optim.lr": lr / 10})))
+        f.evidence.append("the training loss became NaN or infinite: the run diverged (learning rate too big)")
+        f.actions.append(lower_lr)
         return f
-    if not excess_low > tol:
+    if not excess_low > tol_units:
         return f
     f.detected = True
-    near_chance = chance is not None and train.error >= chance - tol * (scale if task == "regression" else 1)
-    f.severity = "severe" if near_chance or excess > 3 * tol else "mild"
+    near_chance = chance is not None and train.error >= chance - tol_units
+    f.severity = "severe" if near_chance or excess > 3 * tol_units else "mild"
     f.evidence.append(f"training error {_pct(train.error, task)} (95% interval {_pct(train.low, task)}-"
                       f"{_pct(train.high, task)}) is above {ref_name} ({_pct(reference, task)}) by more than the "
-                      f"tolerance {_pct(tol * (scale if task == 'regression' else 1), task)}")
+                      f"tolerance {_pct(tol_units, task)}")
     if chance is not None:
         f.evidence.append(f"chance level (always the majority class / the mean) is {_pct(chance, task)}")
-    simple_near_chance = (simple is not None and chance is not None
-                          and simple >= chance - tol * (scale if task == "regression" else 1))
-    if near_chance and simple_near_chance and target_error is None:
-        f.evidence.append("a linear model is near chance too: the inputs may carry no usable signal about the "
-                          "outputs")
-        f.actions.append(Action("check the data and the labels (are inputs and labels aligned? is the task "
-                                "learnable?); then rerun with a train-dev split to compare",
-                                next_command(overrides, {"split.train_dev": 0.1})))
     reg = settings.get("reg", {})
-    if reg.get("weight_decay", 0) > 0 or reg.get("dropout", 0) > 0 or reg.get("l1", 0) > 0:
-        f.actions.append(Action("less regularisation", next_command(
-            overrides, {"reg.weight_decay": reg.get("weight_decay", 0) / 10, "reg.dropout": 0.0,
-                        "reg.l1": reg.get("l1", 0) / 10})))
-    f.actions.append(Action("raise the learning rate", next_command(overrides, {"optim.lr": lr * 10})))
-    f.actions.append(Action("a bigger model", next_command(overrides, _bigger_model(settings))))
-    if history.stop_reason == "max_epochs":
-        f.actions.append(Action("train longer", next_command(
-            overrides, {"trainer.max_epochs": 2 * _get(settings, "trainer.max_epochs", 50)})))
+    regularised = reg.get("weight_decay", 0) > 0 or reg.get("dropout", 0) > 0 or reg.get("l1", 0) > 0
+    less_reg = Action("less regularisation (weight decay, dropout, L1)", next_command(
+        overrides, {"reg.weight_decay": reg.get("weight_decay", 0) / 100, "reg.dropout": 0.0,
+                    "reg.l1": reg.get("l1", 0) / 100}))
+    raise_lr = Action("raise the learning rate", next_command(overrides, {"optim.lr": lr * 10}))
+    longer = Action("train longer", next_command(overrides, {"trainer.max_epochs": 2 * max_epochs}))
+    bigger = Action("a bigger model", next_command(overrides, _bigger_model(settings)))
+
+    simple_near_chance = simple is not None and chance is not None and simple >= chance - tol_units
+    if simple_near_chance and target_error is None:
+        f.evidence.append(f"a linear model is near chance too ({_pct(simple, task)}): the inputs may carry no "
+                          "usable relation to the outputs")
+        f.actions.append(Action("check the data and the labels (are inputs and labels aligned? is the task "
+                                "learnable?); a train-dev split shows whether anything generalises",
+                                next_command(overrides, {"split.train_dev": 0.1})))
+    if trend in ("oscillating", "diverged"):
+        f.evidence.append(f"the training loss is {trend}: the learning rate is likely too big")
+        f.actions += [lower_lr, less_reg] if regularised else [lower_lr]
+    elif trend == "falling":
+        f.evidence.append("the training loss was still falling at the last epoch: training stopped too early")
+        f.actions += [longer, raise_lr] + ([less_reg] if regularised else [])
+    elif trend == "flat":
+        f.evidence.append("the training loss barely moved from the first epoch: the learning rate is too small"
+                          + (" or the regularisation too strong" if regularised else ""))
+        f.actions += ([less_reg, raise_lr] if regularised else [raise_lr]) + [bigger]
+    else:  # converged, high
+        f.evidence.append("the training loss converged at a high value: too little capacity"
+                          + (" or too much regularisation" if regularised else ""))
+        f.actions += ([less_reg] if regularised else []) + [bigger, raise_lr]
     return f
 
 
-def _overfitting(fig, evaluation, history, task, tol, alpha, overrides, settings) -> Finding:
+def _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, settings) -> Finding:
     f = Finding()
     held_out = "train_dev" if "train_dev" in fig else "val"
     train, other = fig["train"], fig[held_out]
-    scale = evaluation.splits["train"].error / train.norm if task == "regression" and train.norm else 1.0
     gap = other.norm - train.norm
     test = _gap(evaluation, "train", held_out)
+    u = curves.get("u_curve") or {}
     f.stats = {"held_out": held_out, "gap": other.error - train.error, "p_value": test.p_value,
-               "best_epoch": history.best_epoch, "epochs_run": history.epochs_run}
+               "best_epoch": history.best_epoch, "epochs_run": history.epochs_run,
+               "val_loss_rise": u.get("relative_rise"), "gap_growing": u.get("gap_growing")}
     if not (gap > tol and test.p_value < alpha):
         return f
     f.detected, f.severity = True, _severity(gap, tol)
     f.evidence.append(f"{held_out} error {_pct(other.error, task)} vs training error {_pct(train.error, task)}: "
                       f"a gap of {_pct(other.error - train.error, task)} (one-sided p = {test.p_value:.2g})")
-    if history.best_epoch and history.epochs_run - history.best_epoch >= 3:
-        f.evidence.append(f"validation loss was lowest at epoch {history.best_epoch} of {history.epochs_run}: "
-                          "early stopping hid part of the overfitting")
+    if u and u.get("epochs_after_best", 0) >= 3 and (u.get("relative_rise") or 0) > 0.05:
+        f.evidence.append(f"validation loss was lowest at epoch {u['best_epoch']} and rose by "
+                          f"{100 * u['relative_rise']:.0f}% over the next {u['epochs_after_best']} epochs "
+                          "(the U-curve" + (": early stopping hid part of it)" if history.stop_reason == "patience"
+                                            else ")"))
+    if u and u.get("gap_growing"):
+        f.evidence.append("the gap between validation and training loss grew after the best epoch")
     reg = settings.get("reg", {})
     wd = reg.get("weight_decay", 0.0)
     dropout = reg.get("dropout", 0.0)
@@ -293,19 +326,45 @@ def _overfitting(fig, evaluation, history, task, tol, alpha, overrides, settings
     return f
 
 
-def _shift(fig, evaluation, task, tol, alpha, overrides, settings, shift_tests) -> Finding:
+def _shift(fig, evaluation, task, tol, alpha, overrides, settings, tests, table, notes) -> Finding:
+    from dlrun.report import evidence
+
     f = Finding()
     val, test = fig["val"], fig["test"]
     gap = test.norm - val.norm
     result = _gap(evaluation, "val", "test")
-    f.stats = {"gap": test.error - val.error, "p_value": result.p_value}
+    fired = [t for t in tests.values() if t["fires"]]
+    f.stats = {"gap": test.error - val.error, "p_value": result.p_value,
+               "tests_fired": [t["name"] for t in fired]}
     if not (gap > tol and result.p_value < alpha):
+        if fired:
+            notes.append("the test inputs differ from validation (" + "; ".join(
+                f"{t['name']} p = {t['p_value']:.2g}" for t in fired) + ") but the test error did not degrade "
+                "significantly: watch it")
         return f
     f.detected, f.severity = True, _severity(gap, tol)
     f.evidence.append(f"test error {_pct(test.error, task)} vs validation error {_pct(val.error, task)}: "
                       f"a gap of {_pct(test.error - val.error, task)} (one-sided p = {result.p_value:.2g})")
-    f.actions.append(Action("look for systematic errors per class and review the test data; a train-dev split "
-                            "separates variance from mismatch", next_command(overrides, {"split.train_dev": 0.1})))
-    f.actions.append(Action("augment the training data with the transformation suspected (noise here)",
-                            next_command(overrides, {"reg.augment.noise": 0.3})))
+    for t in fired:
+        f.evidence.append(f"{t['what']}: p = {t['p_value']:.2g} ({t['detail']})")
+    if not fired:
+        f.evidence.append("no label-free test between validation and test inputs fires: the validation split may "
+                          "have been overfit by early stopping or model selection, or p(y|x) changed")
+    if table is not None:
+        worst = evidence.worst_classes(table, tol)
+        if worst:
+            f.evidence.append("systematic errors in classes " + ", ".join(
+                f"{name} ({100 * v:.0f}% -> {100 * t:.0f}%)" for name, v, t in worst))
+        shares = evidence.share_changes(table)
+        if shares:
+            f.evidence.append("classes over/under-represented in test vs train: " + ", ".join(
+                f"{name} ({100 * a:.0f}% -> {100 * b:.0f}%)" for name, a, b in shares))
+    if "label_shift" in {t["name"] for t in fired} or (table is not None and evidence.share_changes(table)):
+        f.actions.append(Action("the class priors changed: reweight the classes to the test priors, or resample "
+                                "the training data; a train-dev split separates variance from mismatch",
+                                next_command(overrides, {"split.train_dev": 0.1})))
+    f.actions.append(Action("augment the training data with the transformation suspected (noise, rotation, ...)",
+                            next_command(overrides, {"reg.augment.noise": 0.3, "reg.augment.rotation": 15})))
+    f.actions.append(Action("review the test data and the per-class errors; a train-dev split separates variance "
+                            "from data mismatch", next_command(overrides, {"split.train_dev": 0.1})))
     return f

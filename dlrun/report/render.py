@@ -46,6 +46,7 @@ def _metrics(evaluation: Any, diagnosis_figures: dict) -> dict:
 
 def build_report(run_info: dict, evaluation: Any, diagnosis: Any, baselines: dict, figures: dict) -> dict:
     """The report.json content (before cleaning)."""
+    per_class = diagnosis.per_class
     return {
         "schema_version": SCHEMA_VERSION,
         "run": run_info,
@@ -54,6 +55,8 @@ def build_report(run_info: dict, evaluation: Any, diagnosis: Any, baselines: dic
         "decomposition": diagnosis.decomposition,
         "diagnosis": {name: asdict(f) for name, f in diagnosis.findings().items()},
         "notes": diagnosis.notes,
+        "evidence": {"shift_tests": diagnosis.shift_tests, "curves": diagnosis.curves,
+                     "per_class": per_class},
     }
 
 
@@ -69,9 +72,56 @@ def render(run_dir: Path, run_info: dict, history: Any, evaluation: Any, diagnos
     report = clean(build_report(run_info, evaluation, diagnosis, baselines, figures))
     report["files"] = {"json": str(run_dir / "report.json"), "markdown": str(run_dir / "report.md"),
                        "metrics": str(run_dir / "metrics.csv"), "checkpoints": str(run_dir / "checkpoints")}
+    report["files"]["html"] = str(run_dir / "report.html")
+    plots = draw_plots(run_dir / "plots", history, evaluation, diagnosis, list(getattr(splits, "class_names", [])),
+                       run_info) if report_cfg.plots else {}
+    report["files"]["plots"] = {name: str(path) for name, path in plots.items()}
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(run_dir / "report.md", render_markdown(report))
+    atomic_write_text(run_dir / "report.html", render_html(report, plots))
     return report
+
+
+def draw_plots(folder: Path, history: Any, evaluation: Any, diagnosis: Any, class_names: list[str],
+               run_info: dict) -> dict[str, Path]:
+    """The report's PNGs: learning curves, confusion matrix, per-class errors, confidences, feature PCA."""
+    from dlrun.report import plots
+
+    out: dict[str, Path] = {}
+    if history.rows:
+        columns = {k: history.column(k) for k in ("epoch", "train_loss", "val_loss", "train_error", "val_error")}
+        out["learning_curves"] = plots.learning_curves(columns, history.best_epoch, history.epochs_run,
+                                                       folder / "learning_curves.png")
+    val, test = evaluation.splits["val"], evaluation.splits["test"]
+    if evaluation.task == "classification":
+        out["confusion_matrix"] = plots.confusion_matrix(test.y_true, test.y_pred, class_names,
+                                                         folder / "confusion_matrix.png")
+        if diagnosis.per_class is not None:
+            out["per_class_error"] = plots.per_class_error(diagnosis.per_class["val_error"],
+                                                           diagnosis.per_class["test_error"], class_names,
+                                                           folder / "per_class_error.png")
+        out["confidence"] = plots.confidence_histograms(val.probs.max(axis=1), test.probs.max(axis=1),
+                                                        folder / "confidence.png")
+    else:
+        out["residuals"] = plots.regression_residuals(test.y_true, test.y_pred, folder / "residuals.png")
+    features = {name: s.features for name, s in evaluation.splits.items() if s.features is not None}
+    if features:
+        out["feature_pca"] = plots.feature_pca(features, folder / "feature_pca.png")
+    return out
+
+
+PLOT_TITLES = {"learning_curves": "Learning curves", "confusion_matrix": "Confusion matrix (test)",
+               "per_class_error": "Per-class error, validation vs test", "confidence": "Confidence (max softmax)",
+               "residuals": "Residuals (test)", "feature_pca": "Penultimate features, PCA by split"}
+
+
+def render_html(report: dict, plots: dict[str, Path]) -> str:
+    """A self-contained page: the images are embedded as base64, so it opens offline from anywhere."""
+    import base64
+
+    images = [(PLOT_TITLES.get(name, name), base64.b64encode(Path(path).read_bytes()).decode("ascii"))
+              for name, path in plots.items()]
+    return _template("report.html.j2").render(images=images, **_context(report))
 
 
 def _fmt(value: Any) -> str:
@@ -82,14 +132,23 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def render_markdown(report: dict) -> str:
+def _template(name: str):
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("dlrun.report", "templates"),
-                             undefined=jinja2.StrictUndefined, trim_blocks=False, keep_trailing_newline=True)
-    template = env.get_template("report.md.j2")
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=name.endswith(".html.j2"))
+    return env.get_template(name)
+
+
+def _context(report: dict) -> dict:
     command = " ".join(["dlrun"] + [shlex.quote(o) for o in report["run"]["overrides"]])
-    return template.render(run=report["run"], command=command, diagnosis=report["diagnosis"],
-                           decomposition=report["decomposition"], metrics=report["metrics"],
-                           baselines=report.get("baselines"), notes=report.get("notes", []),
-                           schema_version=report["schema_version"], fmt=_fmt)
+    return {"run": report["run"], "command": command, "diagnosis": report["diagnosis"],
+            "decomposition": report["decomposition"], "metrics": report["metrics"],
+            "baselines": report.get("baselines"), "notes": report.get("notes", []),
+            "shift_tests": report.get("evidence", {}).get("shift_tests", {}),
+            "schema_version": report["schema_version"], "fmt": _fmt}
+
+
+def render_markdown(report: dict) -> str:
+    return _template("report.md.j2").render(**_context(report))
