@@ -53,6 +53,9 @@ def build(cfg: Any, in_shape: tuple[int, ...], num_outputs: int, reg: Any) -> Ne
     """Build `cfg.family` for inputs of `in_shape`, then load `cfg.weights` and apply `cfg.freeze`."""
     if cfg.family not in _BUILDERS:
         raise DlrunError(f"unknown model {cfg.family!r}, expected one of {', '.join(list_models())}")
+    if cfg.weights == "DEFAULT" and cfg.family != "torchvision":
+        raise DlrunError(f"model.weights=DEFAULT means torchvision's pretrained weights and needs model=torchvision; "
+                         f"for model={cfg.family} give a local state dict file: model.weights=PATH")
     model = _BUILDERS[cfg.family](cfg, tuple(in_shape), num_outputs, reg)
     if cfg.weights and cfg.weights != "DEFAULT":  # DEFAULT is handled by the torchvision builder
         load_weights(model, cfg.weights)
@@ -72,15 +75,32 @@ def load_weights(model: Net, path: str) -> None:
         raise DlrunError(f"model.weights={path!r} is not a loadable state dict: {err}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a dlrun checkpoint
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DlrunError(f"model.weights={path!r} holds a {type(state).__name__}, not a state dict "
+                         "(save one with torch.save(model.state_dict(), path))")
     own = model.state_dict()
+    state = _align_prefix(state, own)
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(state) - set(fitting))
     missing = sorted(set(own) - set(fitting))
-    if not fitting:
+    if not any(k.startswith("features.") for k in fitting):  # a head tensor alone fits by accident
         raise DlrunError(f"model.weights={path!r} shares no tensor with this model "
                          f"(its keys start {', '.join(list(state)[:3])}); was it saved from the same architecture?")
     model.load_state_dict(fitting, strict=False)
     log.info("loaded %d tensors from %s; skipped %s; kept initial %s", len(fitting), path, skipped, missing)
+
+
+def _align_prefix(state: dict, own: dict) -> dict:
+    """Map a plain state dict (e.g. torchvision's `conv1.weight`) onto the Net's keys (`features.model.conv1.weight`)
+    when every one of its keys sits under one common prefix of the Net's keys."""
+    if any(k in own for k in state):
+        return state
+    first = next(iter(state), None)
+    match = next((k for k in own if first is not None and k.endswith("." + first)), None)
+    if match is None:
+        return state
+    prefix = match[: -len(first)]
+    return {prefix + k: v for k, v in state.items()}
 
 
 def freeze(model: Net, mode: str) -> None:
