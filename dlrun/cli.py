@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config import register_configs, validate
 from dlrun.errors import DlrunError
+from dlrun.preflight import check_overrides
 
 
 def _conf_dir() -> str:
@@ -56,9 +57,48 @@ def app(cfg: DictConfig) -> float | None:
     return result.objective
 
 
-def main() -> None:
-    from dlrun.preflight import check_overrides
+REPORT_USAGE = """usage: dlrun-report RUN_DIR [report.KEY=VALUE ...]
 
+Rebuild the report of an existing run (report.json, report.md, report.html, plots/) from its checkpoints,
+config and data, without training; e.g. after changing thresholds: dlrun-report outputs/2026-11-23/10-00-00
+report.tolerance=0.02 report.target_error=0.01"""
+
+
+def report_main(argv: list[str] | None = None) -> None:
+    """`dlrun-report RUN_DIR [report.key=value ...]`: re-diagnose a finished run without retraining."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(REPORT_USAGE)
+        return
+    run_dir, extra = Path(argv[0]), argv[1:]
+    try:
+        import yaml
+        from hydra import compose, initialize_config_dir
+
+        bad = [o for o in extra if not o.startswith("report.")]
+        if bad:
+            raise DlrunError(f"dlrun-report changes only report.* keys, got {' '.join(bad)}; "
+                             "to change anything else, run dlrun again")
+        check_overrides(extra, CONF_DIR)
+        saved = run_dir / ".hydra" / "overrides.yaml"
+        if not saved.is_file():
+            raise DlrunError(f"{run_dir} has no .hydra/overrides.yaml: give the folder of a dlrun run")
+        overrides = [o for o in (yaml.safe_load(saved.read_text()) or []) if not o.startswith("trainer.resume=")]
+        keys = {o.split("=", 1)[0] for o in extra}
+        overrides = [o for o in overrides if o.split("=", 1)[0] not in keys] + extra
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        validate(cfg)
+        from dlrun import console
+        from dlrun.pipeline import rebuild_report
+
+        plain = OmegaConf.to_object(cfg)
+        rebuild_report(plain, run_dir, overrides, ui=console.TerminalUI("false"))
+    except DlrunError as err:
+        _fail(str(err))
+
+
+def main() -> None:
     try:
         check_overrides(sys.argv[1:], CONF_DIR)
     except DlrunError as err:

@@ -74,14 +74,70 @@ def _resume_state(cfg: Any) -> Optional[dict]:
     return state
 
 
+def _report(cfg: Any, run_dir: Path, overrides: list[str], splits, model, history, n_params: int, ui) -> dict:
+    """evaluate -> diagnose -> render, for a trained model (run) or a reloaded one (rebuild_report)."""
+    from omegaconf import OmegaConf
+    import torch
+
+    import dlrun
+    from dlrun.engine import evaluate
+    from dlrun.report import baselines_for, diagnose, render
+
+    evaluation = evaluate(model, splits, cfg.trainer)
+    baselines = baselines_for(splits)
+    run_info = {
+        "overrides": list(overrides), "seed": cfg.trainer.seed, "device": history.device,
+        "precision": history.precision, "torch_version": torch.__version__, "dlrun_version": dlrun.__version__,
+        "epochs_run": history.epochs_run, "max_epochs": cfg.trainer.max_epochs, "best_epoch": history.best_epoch,
+        "stop_reason": history.stop_reason, "wall_seconds": history.wall_seconds, "parameters": n_params,
+        "model": cfg.model.family, "dataset": cfg.dataset.name, "task": splits.task,
+        "shift": splits.shift, "interrupted": history.stop_reason == "interrupted",
+    }
+    settings = OmegaConf.to_container(OmegaConf.structured(cfg))
+    diagnosis = diagnose(history, evaluation, cfg.report, overrides, settings=settings, baselines=baselines,
+                         class_names=splits.class_names)
+    report = render(run_dir, run_info, history, evaluation, diagnosis, splits, cfg.report, baselines=baselines)
+    ui.summary(report)
+    return report
+
+
+def rebuild_report(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> dict:
+    """Rebuild an existing run's report from its checkpoints, config and data, without training.
+
+    The model gets the weights the original report used: best.pt when the run ended on its best epoch, else last.pt.
+    """
+    from dlrun import data, models
+    from dlrun.engine import checkpoint, devices
+    from dlrun.engine.loop import History
+
+    run_dir = Path(run_dir)
+    last_path = run_dir / "checkpoints" / "last.pt"
+    if not last_path.is_file():
+        raise DlrunError(f"{run_dir} has no checkpoints/last.pt: is it a dlrun run folder?")
+    last = checkpoint.load(last_path)
+    best_path = run_dir / "checkpoints" / "best.pt"
+    best = checkpoint.load(best_path) if best_path.is_file() else None
+    restored = best is not None and cfg.early_stop.restore_best and (
+        cfg.early_stop.enabled or last.get("stop_reason") == "diverged")
+    _setup(cfg.trainer)
+    splits = data.load(cfg.dataset, cfg.split, cfg.shift)
+    model = models.build(cfg.model, splits.in_shape, splits.num_outputs, cfg.reg)
+    model.load_state_dict((best if restored else last)["model"])
+    rt = devices.resolve(cfg.trainer.device, cfg.trainer.precision)
+    history = History(rows=[dict(r) for r in last["history"]], best_epoch=best["epoch"] if restored else last["epoch"],
+                      stop_reason=last.get("stop_reason", "max_epochs"), wall_seconds=last.get("wall_seconds", 0.0),
+                      device=str(rt.device), precision=rt.precision)
+    n_params = sum(p.numel() for p in model.parameters())
+    return _report(cfg, run_dir, overrides, splits, model, history, n_params, ui or NullUI())
+
+
 def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunResult:
     """Train and diagnose one configuration; write the run folder; return what the CLI needs."""
     from omegaconf import OmegaConf
 
     import dlrun
     from dlrun import data, models
-    from dlrun.engine import evaluate, fit
-    from dlrun.report import baselines_for, diagnose, render
+    from dlrun.engine import fit
 
     ui = ui or NullUI()
     run_dir = Path(run_dir)
@@ -109,21 +165,7 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunRes
     finally:
         ui.stop()
 
-    evaluation = evaluate(model, splits, cfg.trainer)
-    baselines = baselines_for(splits)
-    run_info = {
-        "overrides": list(overrides), "seed": cfg.trainer.seed, "device": history.device,
-        "precision": history.precision, "torch_version": torch.__version__, "dlrun_version": dlrun.__version__,
-        "epochs_run": history.epochs_run, "max_epochs": cfg.trainer.max_epochs, "best_epoch": history.best_epoch,
-        "stop_reason": history.stop_reason, "wall_seconds": history.wall_seconds, "parameters": n_params,
-        "model": cfg.model.family, "dataset": cfg.dataset.name, "task": splits.task,
-        "shift": splits.shift, "interrupted": history.stop_reason == "interrupted",
-    }
-    diagnosis = diagnose(history, evaluation, cfg.report, overrides, settings=config_dict, baselines=baselines,
-                         class_names=splits.class_names)
-    report = render(run_dir, run_info, history, evaluation, diagnosis, splits, cfg.report, baselines=baselines)
-    ui.summary(report)
-
+    report = _report(cfg, run_dir, overrides, splits, model, history, n_params, ui)
     exit_code = 128 + history.signal if history.signal else 0
     if history.signal:
         log.warning("run interrupted by %s: checkpoint and partial report written to %s",

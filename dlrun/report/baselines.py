@@ -10,7 +10,7 @@ log = logging.getLogger(__name__)
 
 
 def baselines_for(splits, max_train: int = 5000) -> dict:
-    """chance_error (majority class / mean predictor) and a linear model's training and validation error.
+    """chance_error on val (majority class / mean predictor), and a linear model's training and validation error.
 
     Regression figures are RMSE in the targets' units, like the network's.
     """
@@ -20,11 +20,12 @@ def baselines_for(splits, max_train: int = 5000) -> dict:
     x_val = splits.val.x.numpy()
     out = {"chance_error": stats.chance_error(y_train, y_val, splits.task), "target_scale": splits.target_scale}
     try:
-        out["simple_train_error"] = stats.simple_baseline_error(x_train, y_train, x_train, y_train, splits.task,
-                                                                max_train=max_train)
-    except ValueError as err:  # e.g. a single class in a tiny training split
+        errors = stats.simple_baseline_errors(x_train, y_train, {"train": (x_train, y_train), "val": (x_val, y_val)},
+                                              splits.task, max_train=max_train)
+        out["simple_train_error"], out["simple_val_error"] = errors["train"], errors["val"]
+    except ValueError as err:  # e.g. too few samples
         log.warning("no linear baseline: %s", err)
-        out["simple_train_error"] = None
+        out["simple_train_error"] = out["simple_val_error"] = None
     return out
 
 

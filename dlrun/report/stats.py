@@ -271,27 +271,39 @@ def simple_baseline_error(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.n
     classification: error rate (fraction) of a LogisticRegression; regression: RMSE (target units) of a Ridge.
     At most max_train training samples (a random subset) keep it to ~0.3 s on digits (1078 x 64).
     """
+    return simple_baseline_errors(x_train, y_train, {"eval": (x_eval, y_eval)}, task, max_train, seed)["eval"]
+
+
+def simple_baseline_errors(x_train: np.ndarray, y_train: np.ndarray, evals: dict[str, tuple[np.ndarray, np.ndarray]],
+                           task: str, max_train: int = 5000, seed: int = 0) -> dict[str, float]:
+    """simple_baseline_error on several evaluation sets {name: (x, y)} with one fit."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     _check_task(task)
     x_train = np.asarray(x_train, dtype=np.float64).reshape(len(x_train), -1)  # (n, features)
-    x_eval = np.asarray(x_eval, dtype=np.float64).reshape(len(x_eval), -1)
-    y_train, y_eval = np.asarray(y_train), np.asarray(y_eval)
+    y_train = np.asarray(y_train)
     if len(x_train) > max_train:
         keep = np.random.default_rng(seed).choice(len(x_train), max_train, replace=False)
         x_train, y_train = x_train[keep], y_train[keep]
+    out = {}
+    if task == "classification" and len(np.unique(y_train)) < 2:
+        # LogisticRegression refuses one class; the best it could do is predict it
+        return {name: float(np.mean(np.asarray(y) != y_train[0])) for name, (_, y) in evals.items()}
     if task == "classification":
-        if len(np.unique(y_train)) < 2:  # LogisticRegression refuses one class; the best it could do is predict it
-            return float(np.mean(y_eval != y_train[0]))
         # lbfgs on standardised digits converges in ~30 iterations; 1000 leaves room for harder sets
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
         model.fit(x_train, y_train)
-        return float(np.mean(model.predict(x_eval) != y_eval))
-    model = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
-    model.fit(x_train, y_train.astype(np.float64))
-    return float(np.sqrt(np.mean((model.predict(x_eval) - y_eval) ** 2)))
+    else:
+        model = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
+        model.fit(x_train, y_train.astype(np.float64))
+    for name, (x, y) in evals.items():
+        pred = model.predict(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
+        y = np.asarray(y)
+        out[name] = float(np.mean(pred != y)) if task == "classification" else \
+            float(np.sqrt(np.mean((pred - y.astype(np.float64)) ** 2)))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------------
