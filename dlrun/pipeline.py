@@ -161,7 +161,8 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunRes
     ui.start(cfg.trainer.max_epochs, len(resume["history"]) if resume else 0)
     try:
         history = fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer,
-                      out_dir=run_dir, on_epoch=ui.on_epoch, meta=meta, resume=resume)
+                      out_dir=run_dir, on_epoch=ui.on_epoch, meta=meta, resume=resume,
+                      loader=cfg.dataset.loader, num_workers=cfg.dataset.num_workers)
     finally:
         ui.stop()
 

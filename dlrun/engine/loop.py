@@ -218,7 +218,8 @@ def _is_conv(model: nn.Module) -> bool:
 
 def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: Any, trainer: Any, *,
         out_dir: Optional[Path] = None, on_epoch: Optional[Callable[[dict, int], None]] = None,
-        meta: Optional[dict] = None, resume: Optional[dict] = None) -> History:
+        meta: Optional[dict] = None, resume: Optional[dict] = None, loader: str = "auto",
+        num_workers: int = 0) -> History:
     """Train `model` on splits.train, validate on splits.val each epoch, stop early; returns the History.
 
     The model ends on the best epoch's weights when early_stop.restore_best (and early stopping is on).
@@ -232,12 +233,14 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     out_dir = out_dir if rt.is_main else None
     memory_format = torch.channels_last if rt.channels_last else torch.contiguous_format
 
-    # -- data on the device (small datasets: no DataLoader, batches are slices of a randperm)
+    # -- data: on the device when it fits (batches are slices of a randperm, no DataLoader), else streamed from
+    # host memory through a DataLoader (pinned memory, workers, non-blocking copies); both shuffle alike
     model.to(device, memory_format=memory_format)
-    x_train = splits.train.x.to(device, memory_format=memory_format) if splits.train.x.ndim == 4 \
-        else splits.train.x.to(device)
-    y_train = splits.train.y.to(device)
-    x_val, y_val = splits.val.x.to(device), splits.val.y.to(device)
+    streamed = choose_loader(loader, splits, device) == "dataloader"
+    data_device = torch.device("cpu") if streamed else device
+    x_train = _to(splits.train.x, data_device, memory_format)
+    y_train = splits.train.y.to(data_device)
+    x_val, y_val = _to(splits.val.x, data_device, memory_format), splits.val.y.to(data_device)
     n_train, n_val, batch_size = len(y_train), len(y_val), trainer.batch_size
     target_scale = float(getattr(splits, "target_scale", 1.0))
     # a last batch of one sample would break BatchNorm in train mode: drop it (it is re-shuffled next epoch)
@@ -252,7 +255,7 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     scheduler = make_scheduler(optimizer, sched, trainer.max_epochs)
     l1_params = _decay_split(model)[0] if reg.l1 > 0 else []
     stopper = EarlyStopping.from_config(early_stop)
-    gen = torch.Generator(device=device)
+    gen = torch.Generator(device=data_device)
     gen.manual_seed(trainer.seed)
     augment = _augmenter(reg, splits.in_shape)
     mixup_alpha = reg.augment.mixup if task == "classification" else 0.0
@@ -296,11 +299,11 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
             # -- train: one pass, its figures are the epoch's train figures (dropout on: see evaluate())
             model.train()
             lr = optimizer.param_groups[0]["lr"]
-            perm = torch.randperm(n_train, device=device, generator=gen)
+            perm = torch.randperm(n_train, device=data_device, generator=gen)
             losses, errors = [], []
-            for start in batch_starts:
-                idx = perm[start:start + batch_size]
-                x, y = x_train[idx], y_train[idx]
+            batches = _streamed(x_train, y_train, perm, batch_starts, batch_size, num_workers, device) if streamed \
+                else ((x_train[perm[s:s + batch_size]], y_train[perm[s:s + batch_size]]) for s in batch_starts)
+            for x, y in batches:
                 if augment is not None:
                     x = augment(x, gen)
                 if mixup_alpha > 0:
@@ -371,6 +374,47 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
                    signal=interrupted)
 
 
+def choose_loader(loader: str, splits, device: torch.device, gpu_share: float = 0.25) -> str:
+    """memory | dataloader. auto keeps data on the device unless it would take more than `gpu_share` of the GPU;
+    on the CPU the in-memory path is always at least as fast (the tensors are already there)."""
+    if loader != "auto":
+        return loader
+    if device.type != "cuda":
+        return "memory"
+    size = sum(s.x.element_size() * s.x.nelement() for s in (splits.train, splits.val))
+    total = torch.cuda.get_device_properties(device).total_memory
+    return "memory" if size <= gpu_share * total else "dataloader"
+
+
+def _to(x: torch.Tensor, device: torch.device, memory_format) -> torch.Tensor:
+    return x.to(device, memory_format=memory_format) if x.ndim == 4 else x.to(device)
+
+
+class _BatchView(torch.utils.data.Dataset):
+    """Indexed by a whole batch of indices, so the DataLoader fetches a batch with one gather, not per sample."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[idx], self.y[idx]
+
+
+def _streamed(x, y, perm, batch_starts, batch_size, num_workers, device):
+    """Batches of the same shuffle as the in-memory path, loaded by a DataLoader and copied to the device."""
+    pin = device.type == "cuda"
+    batch_index = [perm[s:s + batch_size] for s in batch_starts]
+    # the loader draws its workers' base seed from this generator, not from the global RNG that dropout uses
+    seeds = torch.Generator().manual_seed(int(perm[0]))
+    data = torch.utils.data.DataLoader(_BatchView(x, y), sampler=batch_index, batch_size=None,
+                                       num_workers=num_workers, pin_memory=pin, generator=seeds)
+    for xb, yb in data:
+        yield xb.to(device, non_blocking=pin), yb.to(device, non_blocking=pin)
+
+
 def _augmenter(reg: Any, in_shape: tuple[int, ...]):
     aug = getattr(reg, "augment", None)
     if aug is None or not any(getattr(aug, k) for k in ("noise", "rotation", "hflip", "vflip", "blur", "translate")):
@@ -381,15 +425,18 @@ def _augmenter(reg: Any, in_shape: tuple[int, ...]):
 
 
 def _evaluate_sums(forward, x, y, task, criterion, rt, batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed loss and summed error over (x, y) in eval mode, as 0-d tensors (no host sync)."""
+    """Summed loss and summed error over (x, y) in eval mode, as 0-d tensors (no host sync).
+
+    x and y may sit in host memory (the streamed path): each chunk is copied to the device."""
     was_training = forward.training
     forward.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    err_sum = torch.zeros((), device=x.device)
+    device = rt.device
+    loss_sum = torch.zeros((), device=device)
+    err_sum = torch.zeros((), device=device)
     with torch.inference_mode(), rt.autocast():
         for start in range(0, len(y), batch):
-            out = forward(x[start:start + batch])
-            yb = y[start:start + batch]
+            out = forward(x[start:start + batch].to(device, non_blocking=True))
+            yb = y[start:start + batch].to(device, non_blocking=True)
             loss_sum += criterion(out, yb, reduction="sum").float()
             err_sum += error_sum(task, out, yb).float()
     forward.train(was_training)

@@ -23,23 +23,37 @@ def _result(test: stats.TestResult, alpha: float, name: str, what: str) -> dict:
             "fires": bool(np.isfinite(p) and p < alpha), "detail": test.detail}
 
 
+def finite_rows(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """The rows of a 2-D array with no NaN/inf (a diverged model's outputs), or None when none is left."""
+    if a is None:
+        return None
+    a = np.asarray(a)
+    keep = np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+    return a[keep] if keep.sum() > 1 else None
+
+
 def shift_tests(val: Any, test: Any, task: str, num_classes: int, alpha: float, seed: int = 0) -> dict[str, dict]:
-    """Run the label-free tests between two SplitEvaluations; {name: {statistic, p_value, fires, detail}}."""
+    """Run the label-free tests between two SplitEvaluations; {name: {statistic, p_value, fires, detail}}.
+
+    Tests whose inputs are not finite (a diverged model) are left out."""
     out: dict[str, dict] = {}
-    if task == "classification" and val.probs is not None and test.probs is not None:
+    outputs_finite = all(np.isfinite(np.asarray(s.y_pred, float)).all() for s in (val, test))
+    if task == "classification" and val.probs is not None and test.probs is not None \
+            and np.isfinite(val.probs).all() and np.isfinite(test.probs).all():
         out["ks_softmax"] = _result(stats.ks_softmax_test(val.probs, test.probs, alpha), alpha, "ks_softmax",
                                     "Kolmogorov-Smirnov on each softmax output (Bonferroni)")
         out["label_shift"] = _result(stats.label_shift_test(val.y_pred, test.y_pred, num_classes), alpha,
                                      "label_shift", "chi-square on the predicted-class histograms")
-    else:
+    elif task != "classification" and outputs_finite:
         from scipy.stats import ks_2samp
 
         r = ks_2samp(np.asarray(val.y_pred, float), np.asarray(test.y_pred, float))
         out["ks_prediction"] = _result(stats.TestResult(float(r.statistic), float(r.pvalue),
                                                         f"KS distance {r.statistic:.3f} on the predictions"),
                                        alpha, "ks_prediction", "Kolmogorov-Smirnov on the predictions")
-    if val.features is not None and test.features is not None and len(val.features) > 1 and len(test.features) > 1:
-        out["mmd_features"] = _result(stats.mmd_permutation_test(val.features, test.features, seed=seed), alpha,
+    f_val, f_test = finite_rows(val.features), finite_rows(test.features)
+    if f_val is not None and f_test is not None:
+        out["mmd_features"] = _result(stats.mmd_permutation_test(f_val, f_test, seed=seed), alpha,
                                       "mmd_features", "kernel MMD permutation test on the penultimate features")
     return out
 

@@ -100,11 +100,15 @@ def draw_plots(folder: Path, history: Any, evaluation: Any, diagnosis: Any, clas
             out["per_class_error"] = plots.per_class_error(diagnosis.per_class["val_error"],
                                                            diagnosis.per_class["test_error"], class_names,
                                                            folder / "per_class_error.png")
-        out["confidence"] = plots.confidence_histograms(val.probs.max(axis=1), test.probs.max(axis=1),
-                                                        folder / "confidence.png")
+        if np.isfinite(val.probs).all() and np.isfinite(test.probs).all():
+            out["confidence"] = plots.confidence_histograms(val.probs.max(axis=1), test.probs.max(axis=1),
+                                                            folder / "confidence.png")
     else:
         out["residuals"] = plots.regression_residuals(test.y_true, test.y_pred, folder / "residuals.png")
-    features = {name: s.features for name, s in evaluation.splits.items() if s.features is not None}
+    from dlrun.report.evidence import finite_rows
+
+    features = {name: finite_rows(s.features) for name, s in evaluation.splits.items()}
+    features = {name: f for name, f in features.items() if f is not None}
     if features:
         out["feature_pca"] = plots.feature_pca(features, folder / "feature_pca.png")
     return out

@@ -170,3 +170,73 @@ def test_fp16_on_cpu_is_a_user_error():
 
     with pytest.raises(DlrunError, match="trainer.precision=16 needs a CUDA GPU"):
         _fit(make_config(trainer={"max_epochs": 1, "precision": "16"}))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_dataloader_path_gives_the_same_training_as_the_in_memory_path(num_workers):
+    cfg = make_config(trainer={"max_epochs": 2}, reg={"dropout": 0.1})
+    results = {}
+    for loader in ("memory", "dataloader"):
+        splits = data.load(cfg.dataset, cfg.split, cfg.shift)
+        torch.manual_seed(0)
+        model = models.build(cfg.model, splits.in_shape, splits.num_outputs, cfg.reg)
+        history = fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer, loader=loader,
+                      num_workers=num_workers)
+        results[loader] = [r[k] for r in history.rows for k in ("train_loss", "val_loss")]
+    assert results["memory"] == pytest.approx(results["dataloader"], rel=1e-5)
+
+
+def test_auto_loader_keeps_data_in_memory_on_the_cpu():
+    from dlrun.engine.loop import choose_loader
+
+    splits = data.load(make_config().dataset, make_config().split)
+    assert choose_loader("auto", splits, torch.device("cpu")) == "memory"
+    assert choose_loader("dataloader", splits, torch.device("cpu")) == "dataloader"
+
+
+def test_augmentation_touches_training_batches_only(monkeypatch):
+    import dlrun.data.augment as augment
+
+    seen = []
+    original = augment.build_augment
+
+    def recording(cfg, in_shape):
+        fn = original(cfg, in_shape)
+
+        def wrapped(x, gen):
+            seen.append(x.shape[0])
+            return fn(x, gen)
+        return wrapped
+
+    monkeypatch.setattr(augment, "build_augment", recording)
+    cfg = make_config(trainer={"max_epochs": 2, "batch_size": 50}, reg={"augment": _augment(noise=0.5)})
+    model, splits, history = _fit(cfg)
+    n_batches = math.ceil(len(splits.train) / 50)
+    assert len(seen) == 2 * n_batches and max(seen) == 50  # every training batch, nothing else
+    # evaluation is untouched: evaluating twice gives identical figures (no random noise added)
+    a = evaluate(model, splits, cfg.trainer).splits["val"].loss
+    b = evaluate(model, splits, cfg.trainer).splits["val"].loss
+    assert a == b
+
+
+def test_augmented_training_is_reproducible_from_the_seed():
+    cfg = make_config(trainer={"max_epochs": 2}, reg={"augment": _augment(noise=0.3, rotation=10.0, hflip=True)})
+    first = [r["train_loss"] for r in _fit(cfg)[2].rows]
+    second = [r["train_loss"] for r in _fit(cfg)[2].rows]
+    other = [r["train_loss"] for r in _fit(make_config(trainer={"max_epochs": 2, "seed": 1},
+                                                       reg={"augment": _augment(noise=0.3, rotation=10.0,
+                                                                                hflip=True)}))[2].rows]
+    assert first == second and first != other
+
+
+def test_mixup_trains():
+    cfg = make_config(trainer={"max_epochs": 3}, reg={"augment": _augment(mixup=0.4)})
+    _, _, history = _fit(cfg)
+    assert all(math.isfinite(r["train_loss"]) for r in history.rows)
+    assert history.rows[-1]["val_loss"] < history.rows[0]["val_loss"]
+
+
+def _augment(**kw):
+    from dlrun.config import AugmentConfig
+
+    return AugmentConfig(**kw)
