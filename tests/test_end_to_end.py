@@ -1,0 +1,89 @@
+"""Whole runs across the model zoo and the tasks: image models on digits, sequences, regression, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dlrun import config as c
+from dlrun.pipeline import rebuild_report, run
+from tests.conftest import make_config, run_dlrun
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("model", [c.LeNetConfig(), c.VGGConfig(width=8, fc=32), c.ResNetConfig(width=8),
+                                   c.AlexNetConfig(width=8, fc=32), c.InceptionConfig(width=8, blocks=2),
+                                   c.RecurrentConfig(family="gru", hidden_size=32)])
+def test_every_family_trains_on_digits_and_reports(tmp_path, model):
+    result = run(make_config(model=model, trainer={"max_epochs": 4}, optim={"lr": 3e-3}, reg={"dropout": 0.2}), tmp_path,
+                 overrides=[])
+    report = result.report
+    assert report["run"]["model"] == model.family and report["run"]["epochs_run"] == 4
+    assert report["metrics"]["val"]["error"] < 0.8  # chance is 0.9
+    assert (tmp_path / "report.html").is_file()
+
+
+def test_regression_on_diabetes(tmp_path):
+    cfg = make_config(dataset=c.SklearnDatasetConfig(name="diabetes"), model=c.MLPConfig(hidden=[32]),
+                      trainer={"max_epochs": 30})
+    report = run(cfg, tmp_path, overrides=["dataset=diabetes"]).report
+    assert report["run"]["task"] == "regression"
+    rmse = report["metrics"]["test"]["error"]
+    chance = report["baselines"]["chance_error"]
+    assert 30 < rmse < chance  # RMSE in the target's units (disease progression, std ~77), better than the mean
+    assert (tmp_path / "plots" / "residuals.png").is_file() and not (tmp_path / "plots" / "confusion_matrix.png").exists()
+    assert "ks_prediction" in report["evidence"]["shift_tests"]
+
+
+def test_lstm_on_the_synthetic_sequence_task(tmp_path):
+    cfg = make_config(dataset=c.SyntheticConfig(task="sequence", n_samples=600, n_features=1),
+                      model=c.RecurrentConfig(family="lstm", hidden_size=32), trainer={"max_epochs": 15},
+                      optim={"lr": 3e-3})
+    report = run(cfg, tmp_path, overrides=[]).report
+    assert report["metrics"]["val"]["error"] < 0.5  # 3 classes: chance is ~0.67
+
+
+def test_rebuilding_the_report_gives_the_same_figures_and_new_thresholds(tmp_path):
+    cfg = make_config(trainer={"max_epochs": 3})
+    first = run(cfg, tmp_path, overrides=[]).report
+    cfg.report.tolerance = 0.001
+    again = rebuild_report(cfg, tmp_path, overrides=["report.tolerance=0.001"])
+    assert again["metrics"] == first["metrics"]
+    assert again["run"]["stop_reason"] == first["run"]["stop_reason"]
+    assert json.loads((tmp_path / "report.json").read_text())["run"]["overrides"] == ["report.tolerance=0.001"]
+
+
+def test_cli_vgg_with_dropout(tmp_path):
+    run_dir = tmp_path / "run"
+    done = run_dlrun(["model=vgg", "reg.dropout=0.5", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}",
+                      "trainer.progress=false"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["run"]["model"] == "vgg" and report["run"]["overrides"] == ["model=vgg", "reg.dropout=0.5",
+                                                                              "trainer.max_epochs=1",
+                                                                              "trainer.progress=false"]
+    # the next commands start from this run's own overrides
+    for finding in report["diagnosis"].values():
+        for action in finding["actions"]:
+            assert action["command"].startswith("dlrun model=vgg")
+
+
+def test_cli_dlrun_report(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_dlrun(["trainer.max_epochs=2", f"hydra.run.dir={run_dir}", "trainer.progress=false",
+                      "model.hidden=[32]"], tmp_path).returncode == 0
+    before = json.loads((run_dir / "report.json").read_text())
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "from dlrun.cli import report_main; report_main()", str(run_dir),
+                           "report.tolerance=0.001"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    after = json.loads((run_dir / "report.json").read_text())
+    assert after["metrics"] == before["metrics"]
+    assert "report.tolerance=0.001" in after["run"]["overrides"]
+    bad = subprocess.run([sys.executable, "-c", "from dlrun.cli import report_main; report_main()", str(run_dir),
+                          "optim.lr=1"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and "only report.* keys" in bad.stderr and "Traceback" not in bad.stderr
