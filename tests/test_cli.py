@@ -126,3 +126,12 @@ def test_python_dash_m_and_the_console_script_are_the_same_entry_point():
     text = (ROOT / "pyproject.toml").read_text()
     assert 'dlrun = "dlrun.cli:main"' in text
     assert "from dlrun.cli import main" in (ROOT / "dlrun" / "__main__.py").read_text()
+
+
+def test_info_and_a_users_config_dir(tmp_path):
+    assert "Hydra" in run_dlrun(["--info"], tmp_path).stdout
+    (tmp_path / "my_conf" / "model").mkdir(parents=True)
+    (tmp_path / "my_conf" / "model" / "tiny.yaml").write_text("defaults: [mlp_schema]\nhidden: [16]\n")
+    done = run_dlrun(["--config-dir", str(tmp_path / "my_conf"), "model=tiny", "--cfg", "job"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "- 16" in done.stdout and "family: mlp" in done.stdout

@@ -1,0 +1,53 @@
+"""Device and precision resolution, and the CUDA-only speed switches checked for numerics on the CPU."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from dlrun.config import LeNetConfig, RegConfig
+from dlrun.engine import devices
+from dlrun.errors import DlrunError
+from dlrun.models import build
+
+
+def test_auto_on_a_cpu_machine_is_cpu_fp32_without_channels_last(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rt = devices.resolve("auto", "auto", conv_model=True)
+    assert rt.device.type == "cpu" and rt.amp_dtype is None and not rt.channels_last and rt.precision == "32"
+
+
+def test_explicit_bf16_on_cpu_autocasts():
+    rt = devices.resolve("cpu", "bf16")
+    with rt.autocast():
+        out = torch.nn.Linear(4, 4)(torch.ones(2, 4))
+    assert out.dtype == torch.bfloat16
+
+
+def test_cuda_requested_without_a_gpu_is_a_user_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DlrunError, match="trainer.device=cuda but no CUDA GPU"):
+        devices.resolve("cuda", "auto")
+
+
+def test_torchrun_environment_gives_the_rank(monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    rt = devices.resolve("cpu", "32")
+    assert (rt.rank, rt.world_size, rt.is_main) == (3, 4, False)
+
+
+def test_channels_last_changes_nothing_numerically():
+    torch.manual_seed(0)
+    model = build(LeNetConfig(), (3, 32, 32), 7, RegConfig())
+    other = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    x = torch.randn(8, 3, 32, 32)
+    a = model(x)
+    b = other(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(a, b, atol=1e-5)
+    a.sum().backward()
+    b.sum().backward()
+    for (name, p), q in zip(model.named_parameters(), other.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-4), name
