@@ -13,11 +13,14 @@ import torch
 from torch import nn
 
 from dlrun.errors import DlrunError
+from dlrun.registry import Registry
 
 log = logging.getLogger(__name__)
 
 Builder = Callable[..., "Net"]  # (cfg, in_shape, num_outputs, reg) -> Net
-_BUILDERS: dict[str, Builder] = {}
+MODELS: Registry[Builder] = Registry("model")
+register_model = MODELS.register
+list_models = MODELS.names
 
 
 class Net(nn.Module):
@@ -32,31 +35,13 @@ class Net(nn.Module):
         return self.head(self.features(x))
 
 
-def register_model(*names: str) -> Callable[[Builder], Builder]:
-    """Register a builder under one or more names; a duplicate name is a bug and raises."""
-
-    def wrap(fn: Builder) -> Builder:
-        for name in names:
-            if name in _BUILDERS:
-                raise ValueError(f"model {name!r} is already registered (by {_BUILDERS[name].__qualname__})")
-            _BUILDERS[name] = fn
-        return fn
-
-    return wrap
-
-
-def list_models() -> list[str]:
-    return sorted(_BUILDERS)
-
-
 def build(cfg: Any, in_shape: tuple[int, ...], num_outputs: int, reg: Any) -> Net:
     """Build `cfg.family` for inputs of `in_shape`, then load `cfg.weights` and apply `cfg.freeze`."""
-    if cfg.family not in _BUILDERS:
-        raise DlrunError(f"unknown model {cfg.family!r}, expected one of {', '.join(list_models())}")
+    builder = MODELS.get(cfg.family)
     if cfg.weights == "DEFAULT" and cfg.family != "torchvision":
         raise DlrunError(f"model.weights=DEFAULT means torchvision's pretrained weights and needs model=torchvision; "
                          f"for model={cfg.family} give a local state dict file: model.weights=PATH")
-    model = _BUILDERS[cfg.family](cfg, tuple(in_shape), num_outputs, reg)
+    model = builder(cfg, tuple(in_shape), num_outputs, reg)
     if cfg.weights and cfg.weights != "DEFAULT":  # DEFAULT is handled by the torchvision builder
         load_weights(model, cfg.weights)
     freeze(model, cfg.freeze)

@@ -5,14 +5,14 @@ import pytest
 from dlrun.config import MLPConfig, RegConfig
 from dlrun.errors import DlrunError
 from dlrun.models import build, list_models, register_model
-from dlrun.models.registry import _BUILDERS
+from dlrun.models.registry import MODELS
 
 
 def test_a_duplicate_name_is_refused_and_the_first_builder_kept():
-    original = _BUILDERS["vgg"]
+    original = MODELS.items["vgg"]
     with pytest.raises(ValueError, match="'vgg' is already registered"):
         register_model("vgg")(lambda cfg, in_shape, num_outputs, reg: None)
-    assert _BUILDERS["vgg"] is original
+    assert MODELS.items["vgg"] is original
 
 
 def test_an_unknown_family_lists_the_known_ones():

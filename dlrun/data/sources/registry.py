@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dlrun.errors import DlrunError
+from dlrun.registry import Registry
 
 
 @dataclass
@@ -22,27 +22,7 @@ class Source:
 
 
 Loader = Callable[[Any], Source]
-_LOADERS: dict[str, Loader] = {}
-
-
-def register_dataset(*names: str) -> Callable[[Loader], Loader]:
-    """Register a loader under one or more names; a duplicate name is a bug and raises."""
-
-    def wrap(fn: Loader) -> Loader:
-        for name in names:
-            if name in _LOADERS:
-                raise ValueError(f"dataset {name!r} is already registered (by {_LOADERS[name].__qualname__})")
-            _LOADERS[name] = fn
-        return fn
-
-    return wrap
-
-
-def list_datasets() -> list[str]:
-    return sorted(_LOADERS)
-
-
-def get_loader(name: str) -> Loader:
-    if name not in _LOADERS:
-        raise DlrunError(f"unknown dataset {name!r}, expected one of {', '.join(list_datasets())}")
-    return _LOADERS[name]
+DATASETS: Registry[Loader] = Registry("dataset")
+register_dataset = DATASETS.register
+list_datasets = DATASETS.names
+get_loader = DATASETS.get
