@@ -95,6 +95,8 @@ def make_optimizer(model: nn.Module, optim: Any, weight_decay: float) -> torch.o
     if not decay and not no_decay:
         raise DlrunError("every parameter is frozen (model.freeze): nothing to train")
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if weight_decay == 0:  # one group: the optimizer's foreach kernels run once per step, not twice
+        groups = [{"params": decay + no_decay, "weight_decay": 0.0}]
     if optim.name == "sgd":
         return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=optim.nesterov)
     cls = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
