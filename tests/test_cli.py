@@ -84,6 +84,8 @@ def test_multirun_over_two_values(tmp_path):
     assert len(reports) == 2
     overrides = [json.loads(p.read_text())["run"]["overrides"] for p in reports]
     assert ["reg.dropout=0" in o for o in overrides] == [True, False]
+    summary = json.loads((sweep / "summary.json").read_text())  # written by the sweep callback
+    assert sorted(r["job"] for r in summary["jobs"]) == ["0", "1"] and (sweep / "summary.md").is_file()
 
 
 @pytest.mark.parametrize("argv,message", [

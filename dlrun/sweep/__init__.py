@@ -1,0 +1,1 @@
+"""Multirun: the summary across the jobs of a sweep (Hydra callback)."""
