@@ -33,6 +33,8 @@ def test_regression_on_diabetes(tmp_path):
     rmse = report["metrics"]["test"]["error"]
     chance = report["baselines"]["chance_error"]
     assert 30 < rmse < chance  # RMSE in the target's units (disease progression, std ~77), better than the mean
+    test = report["metrics"]["test"]
+    assert test["rmse"] == rmse and 0 < test["mae"] < rmse and 0.1 < test["r2"] < 1
     assert (tmp_path / "plots" / "residuals.png").is_file() and not (tmp_path / "plots" / "confusion_matrix.png").exists()
     assert "ks_prediction" in report["evidence"]["shift_tests"]
 

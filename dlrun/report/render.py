@@ -41,6 +41,11 @@ def _metrics(evaluation: Any, diagnosis_figures: dict) -> dict:
     for name, s in evaluation.splits.items():
         fig = diagnosis_figures[name]
         out[name] = {"loss": s.loss, "error": s.error, "n": s.n, "error_interval": [fig.low, fig.high]}
+        if evaluation.task == "regression" and s.n > 1 and np.isfinite(s.y_pred).all():
+            from sklearn.metrics import mean_absolute_error, r2_score
+
+            out[name].update(rmse=s.error, mae=mean_absolute_error(s.y_true, s.y_pred),
+                             r2=r2_score(s.y_true, s.y_pred))
     return out
 
 
