@@ -240,3 +240,16 @@ def _augment(**kw):
     from dlrun.config import AugmentConfig
 
     return AugmentConfig(**kw)
+
+
+def test_tensorboard_event_file_holds_every_epoch(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = make_config(trainer={"max_epochs": 3, "tensorboard": True})
+    _, _, history = _fit(cfg, out_dir=tmp_path)
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert {"train/loss", "train/error", "val/loss", "val/error", "opt/lr"} <= set(events.Tags()["scalars"])
+    val_loss = [e.value for e in events.Scalars("val/loss")]
+    assert [e.step for e in events.Scalars("val/loss")] == [1, 2, 3]
+    assert val_loss == pytest.approx([r["val_loss"] for r in history.rows], rel=1e-6)
