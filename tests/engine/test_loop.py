@@ -253,3 +253,11 @@ def test_tensorboard_event_file_holds_every_epoch(tmp_path):
     val_loss = [e.value for e in events.Scalars("val/loss")]
     assert [e.step for e in events.Scalars("val/loss")] == [1, 2, 3]
     assert val_loss == pytest.approx([r["val_loss"] for r in history.rows], rel=1e-6)
+
+
+def test_fused_adam_trains_like_the_default_one():
+    losses = {}
+    for fused in (False, True):
+        _, _, history = _fit(make_config(trainer={"max_epochs": 3}, optim={"fused": fused}))
+        losses[fused] = [r["val_loss"] for r in history.rows]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3)
