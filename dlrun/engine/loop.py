@@ -292,7 +292,8 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "early_stop": stopper.state_dict(), "rng": _rng_state(gen), "epoch": len(rows),
-                "history": rows, "meta": meta, "stop_reason": stop_reason, "wall_seconds": time.perf_counter() - wall_start}
+                "history": rows, "meta": meta, "stop_reason": stop_reason,
+                "wall_seconds": time.perf_counter() - wall_start}
 
     def best_checkpoint() -> Optional[dict]:
         if best_state is None:

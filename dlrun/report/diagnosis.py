@@ -207,7 +207,7 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
 
     under = _underfitting(fig, history, curves, task, tol, report_cfg.target_error, baselines, overrides, settings)
     over = _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, settings)
-    shift = _shift(fig, evaluation, task, tol, alpha, overrides, settings, tests, table, notes)
+    shift = _shift(fig, evaluation, task, tol, alpha, overrides, tests, table)
     if history.stop_reason == "interrupted":
         notes.append("the run was interrupted: the figures describe a partial training")
     return Diagnosis(underfitting=under, overfitting=over, distribution_shift=shift, decomposition=decomposition,
@@ -335,7 +335,7 @@ def _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, 
     return f
 
 
-def _shift(fig, evaluation, task, tol, alpha, overrides, settings, tests, table, notes) -> Finding:
+def _shift(fig, evaluation, task, tol, alpha, overrides, tests, table) -> Finding:
     """Test worse than validation (labels), or test inputs unlike validation inputs (no labels needed).
 
     The label-free tests are Bonferroni-corrected together (each at alpha / their number), so an unshifted run
