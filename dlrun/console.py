@@ -55,10 +55,13 @@ class TerminalUI:
             self.progress = None
 
     def summary(self, report: dict) -> None:
-        out = Console()  # the summary goes to stdout
+        out = Console()  # the summary goes to stdout; piped output gets a wider page than rich's default 80
+        if not out.is_terminal:
+            out = Console(width=120)
         run = report["run"]
-        table = Table(title=f"dlrun: {run['model']} on {run['dataset']}  ({run['epochs_run']} epochs, "
-                            f"best {run['best_epoch']}, stopped: {run['stop_reason']})")
+        out.print(f"[bold]{run['model']} on {run['dataset']}[/]: {run['epochs_run']} epochs (best "
+                  f"{run['best_epoch']}), stopped: {run['stop_reason']}")
+        table = Table()
         table.add_column("split")
         table.add_column("n", justify="right")
         table.add_column("loss", justify="right")
