@@ -55,6 +55,7 @@ class Diagnosis:
     shift_tests: dict[str, dict] = field(default_factory=dict)  # label-free val-vs-test tests (report.evidence)
     per_class: Optional[dict] = None  # per-class errors and shares (classification)
     curves: dict[str, Any] = field(default_factory=dict)  # learning-curve shapes
+    intervals: dict[str, list[float]] = field(default_factory=dict)  # split -> 95% interval of its error
 
     def findings(self) -> dict[str, Finding]:
         return {"underfitting": self.underfitting, "overfitting": self.overfitting,
@@ -211,7 +212,8 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     if history.stop_reason == "interrupted":
         notes.append("the run was interrupted: the figures describe a partial training")
     return Diagnosis(underfitting=under, overfitting=over, distribution_shift=shift, decomposition=decomposition,
-                     notes=notes, shift_tests=tests, per_class=table, curves=curves)
+                     notes=notes, shift_tests=tests, per_class=table, curves=curves,
+                     intervals={name: [f.low, f.high] for name, f in fig.items()})
 
 
 def _tolerance_in_units(tol: float, task: str, scale: float) -> float:

@@ -36,11 +36,10 @@ def clean(value: Any) -> Any:
     return value
 
 
-def _metrics(evaluation: Any, diagnosis_figures: dict) -> dict:
+def _metrics(evaluation: Any, intervals: dict) -> dict:
     out = {}
     for name, s in evaluation.splits.items():
-        fig = diagnosis_figures[name]
-        out[name] = {"loss": s.loss, "error": s.error, "n": s.n, "error_interval": [fig.low, fig.high]}
+        out[name] = {"loss": s.loss, "error": s.error, "n": s.n, "error_interval": intervals[name]}
         if evaluation.task == "regression" and s.n > 1 and np.isfinite(s.y_pred).all():
             from sklearn.metrics import mean_absolute_error, r2_score
 
@@ -49,13 +48,13 @@ def _metrics(evaluation: Any, diagnosis_figures: dict) -> dict:
     return out
 
 
-def build_report(run_info: dict, evaluation: Any, diagnosis: Any, baselines: dict, figures: dict) -> dict:
+def build_report(run_info: dict, evaluation: Any, diagnosis: Any, baselines: dict) -> dict:
     """The report.json content (before cleaning)."""
     per_class = diagnosis.per_class
     return {
         "schema_version": SCHEMA_VERSION,
         "run": run_info,
-        "metrics": _metrics(evaluation, figures),
+        "metrics": _metrics(evaluation, diagnosis.intervals),
         "baselines": {k: v for k, v in baselines.items() if k != "target_scale"},
         "decomposition": diagnosis.decomposition,
         "diagnosis": {name: asdict(f) for name, f in diagnosis.findings().items()},
@@ -69,12 +68,9 @@ def render(run_dir: Path, run_info: dict, history: Any, evaluation: Any, diagnos
            report_cfg: Any, baselines: dict | None = None) -> dict:
     """Write report.json and report.md into run_dir; return the report dict."""
     from dlrun.engine.checkpoint import atomic_write_text
-    from dlrun.report.diagnosis import _figures
-
     run_dir = Path(run_dir)
     baselines = baselines or {}
-    figures = _figures(evaluation, float(getattr(splits, "target_scale", 1.0)))
-    report = clean(build_report(run_info, evaluation, diagnosis, baselines, figures))
+    report = clean(build_report(run_info, evaluation, diagnosis, baselines))
     report["files"] = {"json": str(run_dir / "report.json"), "markdown": str(run_dir / "report.md"),
                        "metrics": str(run_dir / "metrics.csv"), "checkpoints": str(run_dir / "checkpoints")}
     report["files"]["html"] = str(run_dir / "report.html")
