@@ -104,6 +104,12 @@ def check_overrides(argv: list[str], conf_dir: str) -> None:
                                                                         for a in argv):
         return  # a user's own config dir may add options we cannot see; Hydra will check
     pairs = [a.split("=", 1) for a in argv if "=" in a and not a.startswith("-")]
+    if ["hydra/launcher", "slurm"] in pairs:
+        import importlib.util
+
+        if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
+            raise DlrunError("hydra/launcher=slurm needs Hydra's submitit launcher: pip install 'dlrun[slurm]' "
+                             "(hydra-submitit-launcher)")
     options = _default_options(conf_dir)
     groups = {f.name for f in fields(Config)}
     for key, value in pairs:

@@ -132,3 +132,11 @@ def test_readme_documents_every_key_of_the_fixed_groups():
     missing = [f"{g}.{f.name}" for g, cls in groups.items() for f in fields(cls)
                if f"{g}.{f.name}" not in readme]
     assert not missing, f"README's configuration reference lacks {missing}"
+
+
+def test_slurm_launcher_without_the_plugin_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DlrunError, match=r"pip install 'dlrun\[slurm\]'"):
+        check_overrides(["-m", "hydra/launcher=slurm", "reg.dropout=0,0.5"], str(CONF_DIR))
