@@ -92,6 +92,7 @@ def _report(cfg: Any, run_dir: Path, overrides: list[str], splits, model, histor
         "stop_reason": history.stop_reason, "wall_seconds": history.wall_seconds, "parameters": n_params,
         "model": cfg.model.family, "dataset": cfg.dataset.name, "task": splits.task,
         "shift": splits.shift, "interrupted": history.stop_reason == "interrupted",
+        "world_size": history.world_size,
     }
     settings = OmegaConf.to_container(OmegaConf.structured(cfg))
     diagnosis = diagnose(history, evaluation, cfg.report, overrides, settings=settings, baselines=baselines,
@@ -158,6 +159,11 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunRes
             "task": splits.task, "class_names": list(splits.class_names),
             "target_mean": splits.target_mean, "target_scale": splits.target_scale}
 
+    from dlrun.engine import devices
+
+    rank, _ = devices.distributed_rank()
+    if rank != 0:
+        ui = NullUI()  # under torchrun only rank 0 draws, evaluates and writes the report
     ui.start(cfg.trainer.max_epochs, len(resume["history"]) if resume else 0)
     try:
         history = fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer,
@@ -165,8 +171,9 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunRes
                       loader=cfg.dataset.loader, num_workers=cfg.dataset.num_workers)
     finally:
         ui.stop()
+        devices.teardown_distributed()
 
-    report = _report(cfg, run_dir, overrides, splits, model, history, n_params, ui)
+    report = _report(cfg, run_dir, overrides, splits, model, history, n_params, ui) if rank == 0 else {}
     exit_code = 128 + history.signal if history.signal else 0
     if history.signal:
         log.warning("run interrupted by %s: checkpoint and partial report written to %s",

@@ -3,7 +3,8 @@
 - device=auto picks CUDA when there is one. precision=auto is bf16 autocast on a GPU that supports it (no
   GradScaler needed, unlike fp16), fp32 on the CPU (CPU bf16 autocast is slower than fp32 for small models).
 - channels_last helps convolutions on tensor cores; it is applied to 4-D inputs and conv models on CUDA only.
-- DDP after nanoGPT's train.py: torchrun sets RANK/WORLD_SIZE; only rank 0 writes files.
+- DDP after nanoGPT's train.py: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; every process trains on its share of
+  each epoch's batches, gradients are averaged by DistributedDataParallel, and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -37,6 +38,23 @@ class Runtime:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+
+def setup_distributed(rt: Runtime) -> None:
+    """Join torchrun's process group (NCCL on GPUs, gloo on CPUs); a no-op for a single process."""
+    import torch.distributed as dist
+
+    if rt.world_size > 1 and not dist.is_initialized():
+        if rt.device.type == "cuda":
+            torch.cuda.set_device(rt.device)
+        dist.init_process_group(backend="nccl" if rt.device.type == "cuda" else "gloo")
+
+
+def teardown_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def distributed_rank() -> tuple[int, int]:

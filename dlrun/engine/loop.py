@@ -46,6 +46,8 @@ class History:
     device: str
     precision: str
     signal: Optional[int] = None  # the signal that interrupted the run
+    rank: int = 0  # this process under torchrun
+    world_size: int = 1  # processes that trained together (DDP)
 
     @property
     def epochs_run(self) -> int:
@@ -238,8 +240,7 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     """
     wall_start = time.perf_counter()
     rt = devices.resolve(trainer.device, trainer.precision, conv_model=_is_conv(model))
-    if rt.world_size > 1:
-        raise DlrunError("multi-process (torchrun) training is not supported yet; run dlrun without torchrun")
+    devices.setup_distributed(rt)
     device, task = rt.device, splits.task
     out_dir = out_dir if rt.is_main else None
     memory_format = torch.channels_last if rt.channels_last else torch.contiguous_format
@@ -256,6 +257,12 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     target_scale = float(getattr(splits, "target_scale", 1.0))
     # a last batch of one sample would break BatchNorm in train mode: drop it (it is re-shuffled next epoch)
     batch_starts = list(range(0, n_train - 1 if n_train % batch_size == 1 else n_train, batch_size))
+    if rt.world_size > 1:  # every process takes every world_size-th batch of the same shuffle, the same count each
+        per_rank = len(batch_starts) // rt.world_size
+        if per_rank == 0:
+            raise DlrunError(f"{n_train} training samples make fewer batches of trainer.batch_size={batch_size} "
+                             f"than the {rt.world_size} processes: lower trainer.batch_size")
+        batch_starts = batch_starts[rt.rank::rt.world_size][:per_rank]
     batch_sizes = torch.tensor([min(batch_size, n_train - s) for s in batch_starts], device=device,
                                dtype=torch.float32)
     eval_batch = max(4 * batch_size, 512)
@@ -270,7 +277,14 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     gen.manual_seed(trainer.seed)
     augment = _augmenter(reg, splits.in_shape)
     mixup_alpha = reg.augment.mixup if task == "classification" else 0.0
-    forward = torch.compile(model) if trainer.compile else model
+    forward = model
+    if rt.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # DDP broadcasts rank 0's initial weights; dropout then draws different masks on each process
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        torch.manual_seed(trainer.seed + rt.rank)
+    forward = torch.compile(forward) if trainer.compile else forward
 
     rows: list[dict[str, float]] = []
     best_state: Optional[dict[str, torch.Tensor]] = None
@@ -345,12 +359,20 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
                 interrupted = flag.signal
                 break  # the partial epoch is not recorded; a resume redoes it
             seen = batch_sizes.sum()
-            train_loss = (torch.stack(losses).float() * batch_sizes).sum() / seen
+            loss_sum = (torch.stack(losses).float() * batch_sizes).sum()
             train_err = torch.stack(errors).float().sum() if streamed else \
                 error_sum(task, torch.cat(outs), torch.cat(targets)).float()
+            if rt.world_size > 1:  # the epoch's figures over every process's batches
+                totals = torch.stack([loss_sum, train_err, seen])
+                torch.distributed.all_reduce(totals)
+                loss_sum, train_err, seen = totals.unbind()
+            train_loss = loss_sum / seen
 
             # -- validate
-            val_loss, val_err = _evaluate_sums(forward, x_val, y_val, task, criterion, rt, eval_batch)
+            # every process validates on the whole validation split with the same weights: the same figures, so
+            # the same early-stopping decision everywhere
+            val_loss, val_err = _evaluate_sums(model if rt.world_size > 1 else forward, x_val, y_val, task, criterion,
+                                               rt, eval_batch)
             # one host sync per epoch
             tl, te, vl, ve, n_seen = torch.stack([train_loss, train_err, val_loss, val_err, seen]).tolist()
             row = {"epoch": epoch, "train_loss": tl, "train_error": finish_error(task, te, int(n_seen), target_scale),
@@ -388,7 +410,7 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     final_epoch = stopper.best_epoch if restore else len(rows)
     return History(rows=rows, best_epoch=final_epoch, stop_reason=stop_reason,
                    wall_seconds=time.perf_counter() - wall_start, device=str(device), precision=rt.precision,
-                   signal=interrupted)
+                   signal=interrupted, rank=rt.rank, world_size=rt.world_size)
 
 
 def choose_loader(loader: str, splits, device: torch.device, gpu_share: float = 0.25) -> str:
