@@ -431,9 +431,22 @@ def validate(cfg: Any) -> None:
     _check(0 < rep.alpha < 1, f"report.alpha must be in (0, 1), got {rep.alpha}")
 
     m = cfg.model
-    if "hidden" in _field_names(m):
-        _check(len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden), f"model.hidden must be widths >= 1, got {list(m.hidden)}")
+    for name in ("width", "fc", "blocks", "hidden_size", "num_layers", "channels", "hidden"):
+        if name in _field_names(m):  # an int, or a list of widths (mlp hidden, lenet channels and fc)
+            value = _get(m, name)
+            if isinstance(value, int):
+                _check(value >= 1, f"model.{name} must be >= 1, got {value}")
+            else:
+                sizes = list(value)
+                _check(len(sizes) >= 1 and all(v >= 1 for v in sizes), f"model.{name} must be widths >= 1, got {sizes}")
     d = cfg.dataset
+    if "image_size" in _field_names(d):
+        _check(d.image_size >= 1, f"dataset.image_size must be >= 1, got {d.image_size}")
+    if "task" in _field_names(d):
+        allowed = {"synthetic": ("classification", "regression", "sequence"),
+                   "tabular": ("auto", "classification", "regression")}.get(d.name)
+        _check(allowed is None or d.task in allowed,
+               f"dataset.task={d.task!r} is not allowed for dataset={d.name}, expected one of {', '.join(allowed or [])}")
     _check(d.max_samples is None or d.max_samples >= 10, f"dataset.max_samples must be >= 10, got {d.max_samples}")
     _check(d.num_workers >= 0, f"dataset.num_workers must be >= 0, got {d.num_workers}")
 

@@ -83,6 +83,7 @@ def test_misspelt_key_fails_at_composition():
     ("sched.gamma=0", "sched.gamma must be in (0, 1]"),
     ("report.target_error=1.5", "report.target_error must be a fraction in [0, 1)"),
     ("optim.nesterov=true", "optim.nesterov needs optim=sgd"),
+    ("model.hidden=[0]", "model.hidden must be widths >= 1"),
 ])
 def test_validation_names_the_key_and_the_rule(override, message):
     cfg = _compose([override])
@@ -140,3 +141,17 @@ def test_slurm_launcher_without_the_plugin_says_what_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DlrunError, match=r"pip install 'dlrun\[slurm\]'"):
         check_overrides(["-m", "hydra/launcher=slurm", "reg.dropout=0,0.5"], str(CONF_DIR))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["model=vgg", "model.width=0"], "model.width must be >= 1, got 0"),
+    (["model=lstm", "model.hidden_size=0"], "model.hidden_size must be >= 1"),
+    (["dataset=synthetic", "dataset.task=auto"], "dataset.task='auto' is not allowed for dataset=synthetic"),
+    (["dataset=tabular", "dataset.path=x.csv", "dataset.target=y", "dataset.task=sequence"],
+     "expected one of auto, classification, regression"),
+    (["dataset=image_folder", "dataset.root=/tmp", "dataset.image_size=0"], "dataset.image_size must be >= 1"),
+])
+def test_validation_of_option_specific_keys(overrides, message):
+    with pytest.raises(DlrunError) as err:
+        validate(_compose(overrides))
+    assert message in str(err.value)
