@@ -39,6 +39,13 @@ class NullUI:
     def summary(self, report: dict) -> None: ...
 
 
+def _as_dict(cfg: Any) -> dict:
+    """The config as plain containers: saved in checkpoints, compared on resume, read by the diagnosis."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(cfg))
+
+
 def _setup(trainer: Any) -> None:
     import torch
 
@@ -51,22 +58,19 @@ def _setup(trainer: Any) -> None:
 
 def _resume_state(cfg: Any) -> Optional[dict]:
     """Load trainer.resume's last.pt (+ best.pt) and check it continues this config."""
-    from omegaconf import OmegaConf
-
     from dlrun.engine import checkpoint
 
     path = checkpoint.find(cfg.trainer.resume)
     state = checkpoint.load(path)
     saved = state.get("meta", {}).get("config", {})
-    now = OmegaConf.to_container(OmegaConf.structured(cfg))
+    now = _as_dict(cfg)
     for group in RESUME_GROUPS:
         if group in saved and saved[group] != now[group]:
             diffs = [f"{group}.{k}={saved[group][k]!r} (now {now[group].get(k)!r})" for k in saved[group]
                      if saved[group][k] != now[group].get(k)]
-            original = " ".join(state["meta"].get("overrides", []))
+            command = " ".join(["dlrun", *state["meta"].get("overrides", []), f"trainer.resume={cfg.trainer.resume}"])
             raise DlrunError(f"trainer.resume={cfg.trainer.resume}: the checkpoint was trained with "
-                             f"{', '.join(diffs)}. Repeat the original overrides: "
-                             f"dlrun {original} trainer.resume={cfg.trainer.resume}".replace("  ", " "))
+                             f"{', '.join(diffs)}. Repeat the original overrides: {command}")
     best = path.parent / "best.pt"
     if best.is_file():
         state["best_model"] = checkpoint.load(best)["model"]
@@ -74,9 +78,9 @@ def _resume_state(cfg: Any) -> Optional[dict]:
     return state
 
 
-def _report(cfg: Any, run_dir: Path, overrides: list[str], splits, model, history, n_params: int, ui) -> dict:
+def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], splits, model, history, n_params: int,
+            ui) -> dict:
     """evaluate -> diagnose -> render, for a trained model (run) or a reloaded one (rebuild_report)."""
-    from omegaconf import OmegaConf
     import torch
 
     import dlrun
@@ -94,7 +98,6 @@ def _report(cfg: Any, run_dir: Path, overrides: list[str], splits, model, histor
         "shift": splits.shift, "interrupted": history.stop_reason == "interrupted",
         "world_size": history.world_size,
     }
-    settings = OmegaConf.to_container(OmegaConf.structured(cfg))
     diagnosis = diagnose(history, evaluation, cfg.report, overrides, settings=settings, baselines=baselines,
                          class_names=splits.class_names)
     report = render(run_dir, run_info, history, evaluation, diagnosis, splits, cfg.report, baselines=baselines)
@@ -129,13 +132,11 @@ def rebuild_report(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None
                       stop_reason=last.get("stop_reason", "max_epochs"), wall_seconds=last.get("wall_seconds", 0.0),
                       device=str(rt.device), precision=rt.precision)
     n_params = sum(p.numel() for p in model.parameters())
-    return _report(cfg, run_dir, overrides, splits, model, history, n_params, ui or NullUI())
+    return _report(cfg, _as_dict(cfg), run_dir, overrides, splits, model, history, n_params, ui or NullUI())
 
 
 def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunResult:
     """Train and diagnose one configuration; write the run folder; return what the CLI needs."""
-    from omegaconf import OmegaConf
-
     import dlrun
     from dlrun import data, models
     from dlrun.engine import fit
@@ -153,7 +154,7 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunRes
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s: %d parameters", cfg.model.family, n_params)
 
-    config_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
+    config_dict = _as_dict(cfg)
     meta = {"config": config_dict, "overrides": list(overrides), "dlrun_version": dlrun.__version__,
             "norm_mean": splits.mean, "norm_std": splits.std, "in_shape": list(splits.in_shape),
             "task": splits.task, "class_names": list(splits.class_names),
@@ -173,7 +174,7 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunRes
         ui.stop()
         devices.teardown_distributed()
 
-    report = _report(cfg, run_dir, overrides, splits, model, history, n_params, ui) if rank == 0 else {}
+    report = _report(cfg, config_dict, run_dir, overrides, splits, model, history, n_params, ui) if rank == 0 else {}
     exit_code = 128 + history.signal if history.signal else 0
     if history.signal:
         log.warning("run interrupted by %s: checkpoint and partial report written to %s",
