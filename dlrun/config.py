@@ -218,6 +218,8 @@ class EarlyStopConfig:
     baseline: Optional[float] = None  # stop if the monitored value has not beaten this after `patience` epochs
     start_from_epoch: int = 0  # epochs to wait before counting patience (warm-up)
     check_finite: bool = True  # stop when the monitored value is NaN or inf
+    stopping_threshold: Optional[float] = None  # stop as soon as the monitor is better than this (Lightning)
+    divergence_threshold: Optional[float] = None  # stop as soon as the monitor is worse than this (Lightning)
 
 
 @dataclass
@@ -394,6 +396,13 @@ def validate(cfg: Any) -> None:
     _check(e.patience >= 0, f"early_stop.patience must be >= 0, got {e.patience}")
     _check(e.min_delta >= 0, f"early_stop.min_delta must be >= 0, got {e.min_delta}")
     _check(e.start_from_epoch >= 0, f"early_stop.start_from_epoch must be >= 0, got {e.start_from_epoch}")
+    # every monitor dlrun records is a loss or an error: smaller is better. `max` would silently keep the worst epoch
+    _check(e.mode != "max", f"early_stop.mode=max with early_stop.monitor={e.monitor}: a loss or an error is "
+                            "better when smaller, expected early_stop.mode=auto or min")
+    if e.stopping_threshold is not None and e.divergence_threshold is not None:
+        _check(e.stopping_threshold < e.divergence_threshold,
+               f"early_stop.stopping_threshold={e.stopping_threshold} must be below "
+               f"early_stop.divergence_threshold={e.divergence_threshold} for a loss or an error")
 
     o = cfg.optim
     _check(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")

@@ -15,8 +15,12 @@ from dlrun.errors import DlrunError
 
 log = logging.getLogger(__name__)
 
-# the groups whose values must match for a resume to continue the same training
-RESUME_GROUPS = ("model", "dataset", "split", "shift", "reg", "optim", "sched")
+# the groups whose values must match for a resume to continue the same training, and the keys that may change:
+# extending a run (more epochs, more patience) is the point of resuming; the device and the report are not training
+RESUME_GROUPS = ("model", "dataset", "split", "shift", "reg", "optim", "sched", "early_stop", "trainer")
+RESUME_MAY_CHANGE = {"early_stop.patience", "trainer.max_epochs", "trainer.resume", "trainer.device",
+                     "trainer.progress", "trainer.checkpoint_every", "trainer.tensorboard", "trainer.threads",
+                     "trainer.compile", "trainer.overwrite"}
 
 
 @dataclass
@@ -64,18 +68,33 @@ def _resume_state(cfg: Any) -> Optional[dict]:
     state = checkpoint.load(path)
     saved = state.get("meta", {}).get("config", {})
     now = _as_dict(cfg)
-    for group in RESUME_GROUPS:
-        if group in saved and saved[group] != now[group]:
-            diffs = [f"{group}.{k}={saved[group][k]!r} (now {now[group].get(k)!r})" for k in saved[group]
-                     if saved[group][k] != now[group].get(k)]
-            command = " ".join(["dlrun", *state["meta"].get("overrides", []), f"trainer.resume={cfg.trainer.resume}"])
-            raise DlrunError(f"trainer.resume={cfg.trainer.resume}: the checkpoint was trained with "
-                             f"{', '.join(diffs)}. Repeat the original overrides: {command}")
-    best = path.parent / "best.pt"
-    if best.is_file():
-        state["best_model"] = checkpoint.load(best)["model"]
+    diffs = [f"{group}.{k}={saved[group][k]!r} (now {now[group].get(k)!r})"
+             for group in RESUME_GROUPS if group in saved for k in saved[group]
+             if f"{group}.{k}" not in RESUME_MAY_CHANGE and saved[group][k] != now[group].get(k)]
+    if diffs:
+        command = " ".join(["dlrun", *state["meta"].get("overrides", []), f"trainer.resume={cfg.trainer.resume}"])
+        raise DlrunError(f"trainer.resume={cfg.trainer.resume}: the checkpoint was trained with "
+                         f"{', '.join(diffs)}; a resume may change only {', '.join(sorted(RESUME_MAY_CHANGE))}. "
+                         f"Repeat the original overrides: {command}")
+    best_path = path.parent / "best.pt"
+    if best_path.is_file():
+        best = checkpoint.load(best_path)
+        last_best = state.get("early_stop", {}).get("best_epoch")
+        if last_best is not None and best.get("epoch") != last_best:
+            raise DlrunError(f"trainer.resume={cfg.trainer.resume}: {best_path} holds epoch {best.get('epoch')} but "
+                             f"{path} says the best epoch is epoch {last_best}: the two files come from different "
+                             "runs or one was replaced; resume from a run folder whose checkpoints belong together")
+        state["best_model"] = best["model"]
     log.info("resuming from %s at epoch %d", path, state["epoch"])
     return state
+
+
+def resume_command(overrides: list[str], run_dir: Path) -> str:
+    """The command that continues this run: its own overrides, pointed at its own folder."""
+    import shlex
+
+    keep = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("trainer.resume", "hydra.run.dir")]
+    return " ".join(["dlrun", *(shlex.quote(o) for o in keep), shlex.quote(f"trainer.resume={run_dir}")])
 
 
 def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], splits, model, history, n_params: int,
@@ -96,8 +115,10 @@ def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], split
         "stop_reason": history.stop_reason, "wall_seconds": history.wall_seconds, "parameters": n_params,
         "model": cfg.model.family, "dataset": cfg.dataset.name, "task": splits.task,
         "shift": splits.shift, "interrupted": history.stop_reason == "interrupted",
-        "world_size": history.world_size,
+        "world_size": history.world_size, "notes": list(getattr(history, "notes", [])),
     }
+    if history.stop_reason == "interrupted":
+        run_info["resume_command"] = resume_command(overrides, run_dir)
     diagnosis = diagnose(history, evaluation, cfg.report, overrides, settings=settings, baselines=baselines,
                          class_names=splits.class_names)
     report = render(run_dir, run_info, history, evaluation, diagnosis, splits, cfg.report, baselines=baselines)
@@ -121,8 +142,7 @@ def rebuild_report(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None
     last = checkpoint.load(last_path)
     best_path = run_dir / "checkpoints" / "best.pt"
     best = checkpoint.load(best_path) if best_path.is_file() else None
-    restored = best is not None and cfg.early_stop.restore_best and (
-        cfg.early_stop.enabled or last.get("stop_reason") == "diverged")
+    restored = best is not None and cfg.early_stop.restore_best  # as fit() does at the end
     _setup(cfg.trainer)
     splits = data.load(cfg.dataset, cfg.split, cfg.shift)
     model = models.build(cfg.model, splits.in_shape, splits.num_outputs, cfg.reg)
@@ -174,15 +194,30 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunRes
         ui.stop()
         devices.teardown_distributed()
 
-    report = _report(cfg, config_dict, run_dir, overrides, splits, model, history, n_params, ui) if rank == 0 else {}
-    exit_code = 128 + history.signal if history.signal else 0
-    if history.signal:
-        log.warning("run interrupted by %s: checkpoint and partial report written to %s",
-                    signal.Signals(history.signal).name, run_dir)
-    objective = None
-    column = history.column(cfg.early_stop.monitor) if history.rows else None
-    if column is not None and len(column):
-        import numpy as np
+    from dlrun.engine.loop import catch_signals
 
-        objective = float(np.nanmin(column)) if np.isfinite(column).any() else float("inf")
-    return RunResult(report=report, run_dir=run_dir, exit_code=exit_code, objective=objective)
+    # a signal while the report is written is deferred until it is complete (a second one exits at once; every file
+    # is written atomically, so what is on disk is whole either way)
+    with catch_signals("finishing the report, then exiting") as late:
+        report = _report(cfg, config_dict, run_dir, overrides, splits, model, history, n_params, ui) \
+            if rank == 0 else {}
+    stopped_by = history.signal or late.signal
+    exit_code = 128 + stopped_by if stopped_by else 0
+    if history.signal:
+        log.warning("run interrupted by %s: checkpoint and partial report written to %s; to continue: %s",
+                    signal.Signals(history.signal).name, run_dir, resume_command(overrides, run_dir))
+    return RunResult(report=report, run_dir=run_dir, exit_code=exit_code, objective=objective(history, cfg.early_stop))
+
+
+def objective(history: Any, early_stop: Any) -> Optional[float]:
+    """The best monitored value, for Hydra sweepers: the smallest for min (every monitor dlrun records is a loss
+    or an error), the largest for max; the worst possible value when nothing finite was recorded."""
+    import numpy as np
+
+    column = history.column(early_stop.monitor) if history.rows else None
+    if column is None or not len(column):
+        return None
+    maximise = early_stop.mode == "max"
+    if not np.isfinite(column).any():
+        return float("-inf") if maximise else float("inf")
+    return float(np.nanmax(column) if maximise else np.nanmin(column))

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("epoch", "train_loss", "train_error", "val_loss", "val_error", "lr", "epoch_seconds")
 TB_TAGS = {"train_loss": "train/loss", "train_error": "train/error", "val_loss": "val/loss", "val_error": "val/error",
            "lr": "opt/lr"}
-STOP_REASONS = ("patience", "max_epochs", "diverged", "interrupted", "baseline")
+STOP_REASONS = ("patience", "max_epochs", "diverged", "interrupted", "baseline", "threshold")
 
 
 @dataclass
@@ -46,6 +46,7 @@ class History:
     device: str
     precision: str
     signal: Optional[int] = None  # the signal that interrupted the run
+    notes: list[str] = field(default_factory=list)  # what the user should know about how the run went
     rank: int = 0  # this process under torchrun
     world_size: int = 1  # processes that trained together (DDP)
 
@@ -132,7 +133,8 @@ class _StopFlag:
 
 
 @contextlib.contextmanager
-def _catch_signals():
+def catch_signals(doing: str = "finishing the current batch, then saving"):
+    """SIGINT/SIGTERM set the yielded flag (and log `doing`); a second one raises KeyboardInterrupt at once."""
     flag = _StopFlag()
     if threading.current_thread() is not threading.main_thread():
         yield flag  # signal handlers can only be set from the main thread
@@ -142,7 +144,7 @@ def _catch_signals():
         if flag.signal is not None:  # a second Ctrl-C: the user means it
             raise KeyboardInterrupt
         flag.signal = signum
-        log.warning("received %s: finishing the current batch, then saving", signal.Signals(signum).name)
+        log.warning("received %s: %s", signal.Signals(signum).name, doing)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -288,6 +290,7 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
 
     rows: list[dict[str, float]] = []
     best_state: Optional[dict[str, torch.Tensor]] = None
+    partial: Optional[dict] = None  # an epoch interrupted mid-way: its shuffle, next batch and running sums
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -297,16 +300,22 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
         _set_rng_state(gen, resume["rng"])
         rows = [dict(r) for r in resume["history"]]
         best_state = resume.get("best_model")
-        log.info("resumed at epoch %d (best epoch %d)", len(rows), stopper.best_epoch)
+        partial = resume.get("partial")
+        if partial is not None:
+            log.info("resumed in epoch %d at batch %d of %d (best epoch %d)", len(rows) + 1, partial["next_batch"] + 1,
+                     len(batch_starts), stopper.best_epoch)
+        else:
+            log.info("resumed at epoch %d (best epoch %d)", len(rows), stopper.best_epoch)
 
     writer = _RunWriter(out_dir, trainer.tensorboard)
     meta = dict(meta or {})
 
-    def last_checkpoint() -> dict:
+    def last_checkpoint(partial_epoch: Optional[dict] = None) -> dict:
+        """`epoch` counts finished epochs; `partial` (or None) is the epoch in progress when a signal came."""
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "early_stop": stopper.state_dict(), "rng": _rng_state(gen), "epoch": len(rows),
-                "history": rows, "meta": meta, "stop_reason": stop_reason,
+                "history": rows, "meta": meta, "stop_reason": stop_reason, "partial": partial_epoch,
                 "wall_seconds": time.perf_counter() - wall_start}
 
     def best_checkpoint() -> Optional[dict]:
@@ -315,20 +324,41 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
         return {"model": best_state, "epoch": stopper.best_epoch, "meta": meta}
 
     stop_reason = "max_epochs"
+    notes: list[str] = []
+    first_epoch = len(rows) + 1
+    if resume is not None and partial is None and resume.get("stop_reason") in ("patience", "baseline") \
+            and stopper.enabled and stopper.wait >= stopper.patience:
+        # the run had already stopped: one more epoch would only stop again, so say what to change instead
+        stop_reason, first_epoch = resume["stop_reason"], trainer.max_epochs + 1
+        notes.append(f"the resumed run had already stopped on {stop_reason} ({stopper.wait} epochs without "
+                     f"improvement, early_stop.patience={stopper.patience}): nothing was trained; to continue, "
+                     f"resume with early_stop.patience={stopper.patience + max(stopper.patience, 5)} or "
+                     "early_stop.enabled=false")
+        log.warning(notes[-1])
     last_write = time.monotonic()
     interrupted: Optional[int] = None
-    with _catch_signals() as flag:
-        for epoch in range(len(rows) + 1, trainer.max_epochs + 1):
-            if flag.signal is not None:
+    saved_partial: Optional[dict] = None  # the epoch in progress when a signal stopped the run
+    with catch_signals() as flag:
+        for epoch in range(first_epoch, trainer.max_epochs + 1):
+            if flag.signal is not None:  # a signal between epochs: nothing of the next epoch has run
+                interrupted = flag.signal
                 break
             t0 = time.perf_counter()
             # -- train: one pass, its figures are the epoch's train figures (dropout on: see evaluate())
             model.train()
             lr = optimizer.param_groups[0]["lr"]
-            perm = torch.randperm(n_train, device=data_device, generator=gen)
             losses, outs, targets, errors = [], [], [], []
-            batches = _streamed(x_train, y_train, perm, batch_starts, batch_size, num_workers, device) if streamed \
-                else ((x_train[perm[s:s + batch_size]], y_train[perm[s:s + batch_size]]) for s in batch_starts)
+            if partial is not None:  # continue the interrupted epoch: same shuffle, next batch, running sums
+                perm, first = partial["perm"].to(data_device), partial["next_batch"]
+                losses = list(partial["losses"].to(device).unbind())
+                errors = [partial["error_sum"].to(device)]
+                partial = None
+            else:
+                perm, first = torch.randperm(n_train, device=data_device, generator=gen), 0
+            todo = batch_starts[first:]
+            batches = _streamed(x_train, y_train, perm, todo, batch_size, num_workers, device) if streamed \
+                else ((x_train[perm[s:s + batch_size]], y_train[perm[s:s + batch_size]]) for s in todo)
+            done = first
             for x, y in batches:
                 if augment is not None:
                     x = augment(x, gen)
@@ -353,15 +383,24 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
                 else:  # the error is computed once per epoch, not with ~5 tiny ops per batch
                     outs.append(out.detach())
                     targets.append(y)
+                done += 1
                 if flag.signal is not None:
                     break
-            if flag.signal is not None:
+            if done < len(batch_starts):  # a signal mid-epoch: save where the epoch stands, resume from the next batch
+                if outs:
+                    errors.append(error_sum(task, torch.cat(outs), torch.cat(targets)))
+                saved_partial = {"perm": perm.cpu(), "next_batch": done,
+                                 "losses": torch.stack(losses).cpu() if losses else torch.zeros(0),
+                                 "error_sum": torch.stack([e.float() for e in errors]).sum().cpu() if errors
+                                 else torch.zeros(())}
                 interrupted = flag.signal
-                break  # the partial epoch is not recorded; a resume redoes it
+                break
             seen = batch_sizes.sum()
             loss_sum = (torch.stack(losses).float() * batch_sizes).sum()
-            train_err = torch.stack(errors).float().sum() if streamed else \
-                error_sum(task, torch.cat(outs), torch.cat(targets)).float()
+            # the running sum of an interrupted epoch comes first, then this pass's outputs: the same total
+            train_err = torch.stack([e.float() for e in errors]).sum() if errors else torch.zeros((), device=device)
+            if outs:
+                train_err = train_err + error_sum(task, torch.cat(outs), torch.cat(targets)).float()
             if rt.world_size > 1:  # the epoch's figures over every process's batches
                 totals = torch.stack([loss_sum, train_err, seen])
                 torch.distributed.all_reduce(totals)
@@ -396,21 +435,21 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
             if time.monotonic() - last_write >= trainer.checkpoint_every:
                 writer.write(rows, last_checkpoint(), best_checkpoint())
                 last_write = time.monotonic()
-        if interrupted is None and flag.signal is not None:
-            interrupted = flag.signal
+        # a signal after the last batch of the last epoch, or after a stop decision, leaves a finished run finished
         if interrupted is not None:
             stop_reason = "interrupted"
 
         # -- the end: last.pt holds the last weights; then the best weights go back into the model
-        writer.write(rows, last_checkpoint(), best_checkpoint())
+        writer.write(rows, last_checkpoint(saved_partial), best_checkpoint())
         writer.close()
-    restore = early_stop.restore_best and best_state is not None and (early_stop.enabled or stop_reason == "diverged")
+    # restore_best holds with or without early stopping (a run that never improved on epoch 1 ends on epoch 1)
+    restore = early_stop.restore_best and best_state is not None
     if restore:
         model.load_state_dict(best_state)
     final_epoch = stopper.best_epoch if restore else len(rows)
     return History(rows=rows, best_epoch=final_epoch, stop_reason=stop_reason,
                    wall_seconds=time.perf_counter() - wall_start, device=str(device), precision=rt.precision,
-                   signal=interrupted, rank=rt.rank, world_size=rt.world_size)
+                   signal=interrupted, notes=notes, rank=rt.rank, world_size=rt.world_size)
 
 
 def choose_loader(loader: str, splits, device: torch.device, gpu_share: float = 0.25) -> str:

@@ -37,7 +37,8 @@ def test_mode_max_for_a_metric_that_grows():
 
 def test_baseline_stops_when_never_beaten():
     stopped, es = _run([0.9, 0.8, 0.7], patience=2, baseline=0.5)
-    assert stopped == 2 and es.stop_reason == "baseline" and es.best is None
+    # the best epoch is recorded all the same, so the run still ends on its best weights
+    assert stopped == 2 and es.stop_reason == "baseline" and (es.best, es.best_epoch) == (0.8, 2)
 
 
 def test_baseline_beaten_counts_as_improvement():
@@ -67,3 +68,95 @@ def test_state_round_trip():
     other = EarlyStopping(patience=5)
     other.load_state_dict(es.state_dict())
     assert (other.best, other.best_epoch, other.wait) == (0.8, 2, 1)
+
+
+def test_stopping_threshold_stops_as_soon_as_the_monitor_is_better():
+    stopped, es = _run([1.0, 0.6, 0.3, 0.2], patience=10, stopping_threshold=0.5)
+    assert stopped == 3 and es.stop_reason == "threshold" and es.best_epoch == 3
+    stopped, es = _run([0.5, 0.7, 0.9], patience=10, mode="max", stopping_threshold=0.8)
+    assert stopped == 3 and es.stop_reason == "threshold"
+    stopped, _ = _run([1.0, 0.5, 0.4], patience=10, stopping_threshold=0.5)  # equal is not better (Lightning: <)
+    assert stopped == 3
+
+
+def test_divergence_threshold_stops_as_soon_as_the_monitor_is_worse():
+    stopped, es = _run([1.0, 0.6, 2.5, 0.2], patience=10, divergence_threshold=2.0)
+    assert stopped == 3 and es.stop_reason == "diverged" and es.best_epoch == 2
+
+
+def test_thresholds_are_part_of_early_stopping_and_off_when_it_is_disabled():
+    stopped, es = _run([1.0, 0.3, 5.0], patience=10, enabled=False, stopping_threshold=0.5, divergence_threshold=2)
+    assert stopped is None and es.best_epoch == 2
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# in the training loop: which weights the run ends on
+
+
+def _fit(**groups):
+    import torch
+
+    from dlrun import data, models
+    from dlrun.engine import fit
+    from tests.conftest import make_config
+
+    cfg = make_config(**groups)
+    splits = data.load(cfg.dataset, cfg.split, cfg.shift)
+    torch.manual_seed(0)
+    model = models.build(cfg.model, splits.in_shape, splits.num_outputs, cfg.reg)
+    history = fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer)
+    return model, history
+
+
+def _val_losses(history):
+    return [r["val_loss"] for r in history.rows]
+
+
+def test_restore_best_holds_without_early_stopping():
+    # a learning rate that makes val_loss bounce: the best epoch is not the last one
+    model, history = _fit(trainer={"max_epochs": 8}, optim={"lr": 0.05}, early_stop={"enabled": False})
+    losses = _val_losses(history)
+    best = losses.index(min(losses)) + 1
+    assert best < len(losses), "the planted run should not be best on its last epoch"
+    assert history.epochs_run == 8 and history.best_epoch == best
+
+
+def test_a_baseline_never_beaten_still_ends_on_the_best_weights():
+    model, history = _fit(trainer={"max_epochs": 8}, optim={"lr": 0.05},
+                          early_stop={"baseline": 1e-6, "patience": 4})
+    losses = _val_losses(history)
+    assert history.stop_reason == "baseline" and history.epochs_run == 4
+    assert history.best_epoch == losses.index(min(losses)) + 1 >= 1
+
+
+def test_stopping_threshold_in_the_loop():
+    _, history = _fit(trainer={"max_epochs": 30}, early_stop={"stopping_threshold": 0.5, "patience": 100})
+    assert history.stop_reason == "threshold" and history.rows[-1]["val_loss"] < 0.5
+    assert all(r["val_loss"] >= 0.5 for r in history.rows[:-1])
+
+
+def test_mode_max_on_a_loss_is_a_user_error():
+    import pytest
+
+    from dlrun.config import validate
+    from dlrun.errors import DlrunError
+    from tests.conftest import make_config
+
+    with pytest.raises(DlrunError, match=r"early_stop.mode=max with early_stop.monitor=val_loss.*auto or min"):
+        validate(make_config(early_stop={"mode": "max"}))
+
+
+def test_the_sweep_objective_follows_the_mode():
+    from types import SimpleNamespace
+
+    from dlrun.engine.loop import History
+    from dlrun.pipeline import objective
+
+    rows = [{"val_loss": v} for v in (0.5, 0.2, 0.9)]
+    history = History(rows=rows, best_epoch=2, stop_reason="max_epochs", wall_seconds=0, device="cpu",
+                      precision="32")
+    assert objective(history, SimpleNamespace(monitor="val_loss", mode="auto")) == 0.2
+    assert objective(history, SimpleNamespace(monitor="val_loss", mode="max")) == 0.9
+    nan = History(rows=[{"val_loss": math.nan}], best_epoch=0, stop_reason="diverged", wall_seconds=0, device="cpu",
+                  precision="32")
+    assert objective(nan, SimpleNamespace(monitor="val_loss", mode="min")) == math.inf
