@@ -10,12 +10,15 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 
 from dlrun.errors import DlrunError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,36 @@ def teardown_distributed() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # no process tears the group down while another still talks to it
         dist.destroy_process_group()
+
+
+def native_bf16() -> bool:
+    """The GPU computes bf16 in hardware (Ampere and later); older GPUs only emulate it, slower than fp32."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.3 has no including_emulation and reports native support only
+        return torch.cuda.is_bf16_supported()
+
+
+def grad_scaler(rt: "Runtime"):
+    """fp16 needs loss scaling (gradients underflow otherwise); bf16 and fp32 do not: None there."""
+    if rt.amp_dtype is not torch.float16:
+        return None
+    return torch.amp.GradScaler(rt.device.type)
+
+
+def batch_generator(gen: torch.Generator, data_device: torch.device, device: torch.device,
+                    seed: int) -> torch.Generator:
+    """The generator for random draws on training batches (augmentation, mixup): on the batches' device.
+
+    The in-memory path keeps data and batches on one device and shares the shuffle's generator; the streamed path
+    shuffles on the CPU and copies batches to the GPU, where a CPU generator cannot draw."""
+    if data_device == device:
+        return gen
+    batch_gen = torch.Generator(device=device)
+    batch_gen.manual_seed(seed + 1)
+    return batch_gen
 
 
 def distributed_rank() -> tuple[int, int]:
@@ -72,10 +104,17 @@ def resolve(device: str, precision: str, conv_model: bool = False) -> Runtime:
         if dev.type == "cuda" and not cuda:
             raise DlrunError(f"trainer.device={device} but no CUDA GPU is visible; use trainer.device=auto or cpu")
     rank, world = distributed_rank()
-    if dev.type == "cuda" and world > 1 and dev.index is None:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if dev.type == "cuda" and world > 1:  # under torchrun each process drives the GPU of its local rank
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        if dev.index is not None and dev.index != local:
+            log.warning("trainer.device=%s under torchrun: process %d uses cuda:%d, its local rank's GPU (restrict "
+                        "the GPUs with CUDA_VISIBLE_DEVICES instead)", device, rank, local)
+        if local >= torch.cuda.device_count():
+            raise DlrunError(f"torchrun started local rank {local} but only {torch.cuda.device_count()} CUDA GPUs "
+                             "are visible: lower --nproc_per_node")
+        dev = torch.device("cuda", local)
     if precision == "auto":
-        amp = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else None
+        amp = torch.bfloat16 if dev.type == "cuda" and native_bf16() else None
     elif precision == "32":
         amp = None
     elif precision == "bf16":

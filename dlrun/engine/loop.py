@@ -210,16 +210,20 @@ def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+def _rng_state(gen: torch.Generator, batch_gen: Optional[torch.Generator] = None) -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "shuffle": gen.get_state()}
+    if batch_gen is not None and batch_gen is not gen:  # the streamed path's generator on the GPU
+        state["batch"] = batch_gen.get_state()
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
+def _set_rng_state(gen: torch.Generator, state: dict[str, Any], batch_gen: Optional[torch.Generator] = None) -> None:
     torch.set_rng_state(state["torch"])
     gen.set_state(state["shuffle"])
+    if "batch" in state and batch_gen is not None and batch_gen is not gen:
+        batch_gen.set_state(state["batch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -277,6 +281,8 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     stopper = EarlyStopping.from_config(early_stop)
     gen = torch.Generator(device=data_device)
     gen.manual_seed(trainer.seed)
+    batch_gen = devices.batch_generator(gen, data_device, device, trainer.seed)  # augmentation and mixup draws
+    scaler = devices.grad_scaler(rt)  # fp16 only
     augment = _augmenter(reg, splits.in_shape)
     mixup_alpha = reg.augment.mixup if task == "classification" else 0.0
     forward = model
@@ -297,7 +303,9 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
         if scheduler is not None and resume.get("scheduler") is not None:
             scheduler.load_state_dict(resume["scheduler"])
         stopper.load_state_dict(resume["early_stop"])
-        _set_rng_state(gen, resume["rng"])
+        _set_rng_state(gen, resume["rng"], batch_gen)
+        if scaler is not None and resume.get("scaler") is not None:
+            scaler.load_state_dict(resume["scaler"])
         rows = [dict(r) for r in resume["history"]]
         best_state = resume.get("best_model")
         partial = resume.get("partial")
@@ -314,8 +322,9 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
         """`epoch` counts finished epochs; `partial` (or None) is the epoch in progress when a signal came."""
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "early_stop": stopper.state_dict(), "rng": _rng_state(gen), "epoch": len(rows),
+                "early_stop": stopper.state_dict(), "rng": _rng_state(gen, batch_gen), "epoch": len(rows),
                 "history": rows, "meta": meta, "stop_reason": stop_reason, "partial": partial_epoch,
+                "scaler": scaler.state_dict() if scaler is not None else None,
                 "wall_seconds": time.perf_counter() - wall_start}
 
     def best_checkpoint() -> Optional[dict]:
@@ -340,7 +349,7 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     saved_partial: Optional[dict] = None  # the epoch in progress when a signal stopped the run
     with catch_signals() as flag:
         for epoch in range(first_epoch, trainer.max_epochs + 1):
-            if flag.signal is not None:  # a signal between epochs: nothing of the next epoch has run
+            if flag.signal is not None and rt.world_size == 1:  # a signal between epochs: nothing of the next has run
                 interrupted = flag.signal
                 break
             t0 = time.perf_counter()
@@ -361,11 +370,11 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
             done = first
             for x, y in batches:
                 if augment is not None:
-                    x = augment(x, gen)
+                    x = augment(x, batch_gen)
                 if mixup_alpha > 0:
                     from dlrun.data.augment import mixup
 
-                    x, y, y_mix, lam = mixup(x, y, mixup_alpha, gen)
+                    x, y, y_mix, lam = mixup(x, y, mixup_alpha, batch_gen)
                 with rt.autocast():
                     out = forward(x)
                     loss = criterion(out, y)
@@ -375,8 +384,13 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
                 if l1_params:
                     objective = loss + reg.l1 * sum(p.abs().sum() for p in l1_params)
                 optimizer.zero_grad(set_to_none=True)
-                objective.backward()
-                optimizer.step()
+                if scaler is None:
+                    objective.backward()
+                    optimizer.step()
+                else:  # fp16: scale the loss so small gradients do not underflow; skip steps with inf/NaN gradients
+                    scaler.scale(objective).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
                 losses.append(loss.detach())
                 if streamed:  # an epoch of outputs may not fit in memory: reduce per batch
                     errors.append(error_sum(task, out.detach(), y))
@@ -384,7 +398,7 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
                     outs.append(out.detach())
                     targets.append(y)
                 done += 1
-                if flag.signal is not None:
+                if flag.signal is not None and rt.world_size == 1:  # under DDP the processes stop together, below
                     break
             if done < len(batch_starts):  # a signal mid-epoch: save where the epoch stands, resume from the next batch
                 if outs:
@@ -401,17 +415,22 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
             train_err = torch.stack([e.float() for e in errors]).sum() if errors else torch.zeros((), device=device)
             if outs:
                 train_err = train_err + error_sum(task, torch.cat(outs), torch.cat(targets)).float()
-            if rt.world_size > 1:  # the epoch's figures over every process's batches
-                totals = torch.stack([loss_sum, train_err, seen])
-                torch.distributed.all_reduce(totals)
-                loss_sum, train_err, seen = totals.unbind()
-            train_loss = loss_sum / seen
 
             # -- validate
-            # every process validates on the whole validation split with the same weights: the same figures, so
-            # the same early-stopping decision everywhere
-            val_loss, val_err = _evaluate_sums(model if rt.world_size > 1 else forward, x_val, y_val, task, criterion,
-                                               rt, eval_batch)
+            if rt.world_size > 1:
+                # every process takes rank 0's BatchNorm statistics (DDP syncs buffers only at the start of a
+                # forward), validates its share of the validation split, and the sums are added with the epoch's
+                # training figures: one set of figures everywhere, so one early-stopping and scheduler decision
+                for buffer in model.buffers():
+                    torch.distributed.broadcast(buffer, src=0)
+                shard = slice(rt.rank, None, rt.world_size)
+                val_loss, val_err = _evaluate_sums(model, x_val[shard], y_val[shard], task, criterion, rt, eval_batch)
+                totals = torch.stack([loss_sum, train_err, seen, val_loss.float(), val_err.float()])
+                torch.distributed.all_reduce(totals)
+                loss_sum, train_err, seen, val_loss, val_err = totals.unbind()
+            else:
+                val_loss, val_err = _evaluate_sums(forward, x_val, y_val, task, criterion, rt, eval_batch)
+            train_loss = loss_sum / seen
             # one host sync per epoch
             tl, te, vl, ve, n_seen = torch.stack([train_loss, train_err, val_loss, val_err, seen]).tolist()
             row = {"epoch": epoch, "train_loss": tl, "train_error": finish_error(task, te, int(n_seen), target_scale),
@@ -429,7 +448,15 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
                 on_epoch(row, trainer.max_epochs)
             if not math.isfinite(tl):
                 stop, stopper.stop_reason = True, "diverged"
-            if stop and (stopper.enabled or stopper.stop_reason == "diverged"):
+            stop = stop and (stopper.enabled or stopper.stop_reason == "diverged")
+            if rt.world_size > 1:  # the processes agree to stop, on a decision or on a signal any of them received
+                agreed = torch.tensor([float(stop), float(flag.signal or 0)], device=device)
+                torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MAX)
+                stop, any_signal = bool(agreed[0]), int(agreed[1])
+                if any_signal and not stop and epoch < trainer.max_epochs:
+                    interrupted = any_signal
+                    break
+            if stop:
                 stop_reason = stopper.stop_reason or "patience"
                 break
             if time.monotonic() - last_write >= trainer.checkpoint_every:

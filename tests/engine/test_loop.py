@@ -162,12 +162,24 @@ def test_weight_decay_and_l1_shrink_the_weights():
     assert norms["l2"] < 0.8 * norms["none"] and norms["l1"] < 0.8 * norms["none"]
 
 
-def test_bf16_autocast_on_cpu_matches_fp32_within_tolerance():
-    results = {}
+def test_bf16_autocast_on_cpu_matches_fp32_within_tolerance(monkeypatch):
+    results, dtypes = {}, {}
+    linear_forward = torch.nn.Linear.forward
+
+    def recording(self, x):
+        out = linear_forward(self, x)
+        dtypes.setdefault(precision, set()).add(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", recording)
     for precision in ("32", "bf16"):
         cfg = make_config(trainer={"max_epochs": 2, "precision": precision})
         model, splits, history = _fit(cfg)
+        assert history.precision == precision
         results[precision] = evaluate(model, splits, cfg.trainer).splits["val"]
+    # the matrix products really ran in bf16 (and only there), and the result is close to fp32's
+    assert dtypes == {"32": {torch.float32}, "bf16": {torch.bfloat16}}
+    assert results["32"].loss != results["bf16"].loss
     assert abs(results["32"].loss - results["bf16"].loss) < 0.1
     assert abs(results["32"].error - results["bf16"].error) < 0.05
 
@@ -198,7 +210,18 @@ def test_auto_loader_keeps_data_in_memory_on_the_cpu():
 
     splits = data.load(make_config().dataset, make_config().split)
     assert choose_loader("auto", splits, torch.device("cpu")) == "memory"
-    assert choose_loader("dataloader", splits, torch.device("cpu")) == "dataloader"
+
+
+def test_auto_loader_streams_data_that_would_take_more_than_a_quarter_of_the_gpu(monkeypatch):
+    from types import SimpleNamespace
+
+    from dlrun.engine.loop import choose_loader
+
+    splits = data.load(make_config().dataset, make_config().split)
+    size = sum(s.x.element_size() * s.x.nelement() for s in (splits.train, splits.val))
+    for total, expected in ((4 * size, "memory"), (4 * size - 4, "dataloader"), (100 * size, "memory")):
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d, t=total: SimpleNamespace(total_memory=t))
+        assert choose_loader("auto", splits, torch.device("cuda")) == expected, total
 
 
 def test_augmentation_touches_training_batches_only(monkeypatch):
@@ -236,11 +259,20 @@ def test_augmented_training_is_reproducible_from_the_seed():
     assert first == second and first != other
 
 
-def test_mixup_trains():
+def test_mixup_mixes_every_training_batch_and_still_trains(monkeypatch):
+    import dlrun.data.augment as augment
+
+    calls = []
+    original = augment.mixup
+    monkeypatch.setattr(augment, "mixup", lambda x, y, a, g: (calls.append(a), original(x, y, a, g))[1])
     cfg = make_config(trainer={"max_epochs": 3}, reg={"augment": _augment(mixup=0.4)})
-    _, _, history = _fit(cfg)
+    _, splits, history = _fit(cfg)
+    assert calls == [0.4] * 3 * math.ceil(len(splits.train) / cfg.trainer.batch_size)
     assert all(math.isfinite(r["train_loss"]) for r in history.rows)
     assert history.rows[-1]["val_loss"] < history.rows[0]["val_loss"]
+    plain = _fit(make_config(trainer={"max_epochs": 3}))[2]
+    # mixed targets make the training loss higher than on clean batches
+    assert history.rows[-1]["train_loss"] > plain.rows[-1]["train_loss"]
 
 
 def _augment(**kw):
@@ -262,9 +294,31 @@ def test_tensorboard_event_file_holds_every_epoch(tmp_path):
     assert val_loss == pytest.approx([r["val_loss"] for r in history.rows], rel=1e-6)
 
 
-def test_fused_adam_trains_like_the_default_one():
+def test_fused_adam_trains_like_the_default_one(monkeypatch):
+    from dlrun.engine import loop
+
+    built = []
+    make = loop.make_optimizer
+    monkeypatch.setattr(loop, "make_optimizer", lambda *a: (built.append(make(*a)), built[-1])[1])
     losses = {}
     for fused in (False, True):
         _, _, history = _fit(make_config(trainer={"max_epochs": 3}, optim={"fused": fused}))
         losses[fused] = [r["val_loss"] for r in history.rows]
+    assert [bool(o.defaults.get("fused")) for o in built] == [False, True]  # the fused kernels really ran
     assert losses[True] == pytest.approx(losses[False], rel=1e-3)
+
+
+def test_evaluate_runs_in_eval_mode_with_dropout_and_batchnorm():
+    cfg = make_config(trainer={"max_epochs": 2}, reg={"dropout": 0.5, "batchnorm": True})
+    model, splits, _ = _fit(cfg)
+    model.train()  # evaluate() must switch to eval mode itself
+    first = evaluate(model, splits, cfg.trainer).splits["val"]
+    second = evaluate(model, splits, cfg.trainer).splits["val"]
+    assert not model.training
+    assert np.array_equal(first.sample_loss, second.sample_loss)  # no dropout mask, no batch statistics
+    with torch.no_grad():
+        manual = torch.nn.functional.cross_entropy(model.eval()(splits.val.x), splits.val.y, reduction="none")
+    assert np.allclose(first.sample_loss, manual.numpy(), atol=1e-6)
+    with torch.no_grad():  # and it differs from a forward in train mode, so the check above can fail
+        noisy = torch.nn.functional.cross_entropy(model.train()(splits.val.x), splits.val.y, reduction="none")
+    assert not np.allclose(first.sample_loss, noisy.numpy(), atol=1e-6)
