@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config import register_configs, validate
 from dlrun.errors import DlrunError
-from dlrun.preflight import check_overrides
+from dlrun.preflight import check_command_line, compose_checked
 
 
 def _conf_dir() -> str:
@@ -73,22 +73,17 @@ def report_main(argv: list[str] | None = None) -> None:
     run_dir, extra = Path(argv[0]), argv[1:]
     try:
         import yaml
-        from hydra import compose, initialize_config_dir
-
         bad = [o for o in extra if not o.startswith("report.")]
         if bad:
             raise DlrunError(f"dlrun-report changes only report.* keys, got {' '.join(bad)}; "
                              "to change anything else, run dlrun again")
-        check_overrides(extra, CONF_DIR)
         saved = run_dir / ".hydra" / "overrides.yaml"
         if not saved.is_file():
             raise DlrunError(f"{run_dir} has no .hydra/overrides.yaml: give the folder of a dlrun run")
         overrides = [o for o in (yaml.safe_load(saved.read_text()) or []) if not o.startswith("trainer.resume=")]
         keys = {o.split("=", 1)[0] for o in extra}
         overrides = [o for o in overrides if o.split("=", 1)[0] not in keys] + extra
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-        validate(cfg)
+        cfg = compose_checked(overrides, CONF_DIR)
         from dlrun import console
         from dlrun.pipeline import rebuild_report
 
@@ -100,7 +95,34 @@ def report_main(argv: list[str] | None = None) -> None:
 
 def main() -> None:
     try:
-        check_overrides(sys.argv[1:], CONF_DIR)
+        argv = sys.argv[1:]
+        cfg = check_command_line(argv, CONF_DIR)
+        prints_only = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
+        if cfg is not None and not prints_only:
+            check_run_dir(cfg, argv)
     except DlrunError as err:
         _fail(str(err))
     app()
+
+
+# what makes a folder hold a run: checking before Hydra writes .hydra/ into it keeps the earlier run untouched
+RUN_FILES = ("checkpoints", "report.json", "metrics.csv")
+
+
+def check_run_dir(cfg: DictConfig, argv: list[str]) -> None:
+    """Refuse a run folder that already holds a run, unless the user resumes it or says trainer.overwrite=true."""
+    chosen = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    run_dir = Path(chosen[-1]).expanduser() if chosen else Path("outputs")  # Hydra's default: outputs/DATE/TIME
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)  # Hydra would create it next, with a traceback if it cannot
+    except OSError as err:
+        key = f"hydra.run.dir={chosen[-1]}" if chosen else f"the run folder {run_dir.resolve()}"
+        raise DlrunError(f"{key} cannot be created: {err.strerror or err}; choose a folder you can write to "
+                         "with hydra.run.dir=PATH") from None
+    if not chosen or cfg.trainer.resume or cfg.trainer.overwrite:
+        return  # Hydra's default folder is new for every run (a timestamp)
+    held = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if held:
+        raise DlrunError(f"hydra.run.dir={chosen[-1]} already holds a run ({', '.join(held)}): choose another "
+                         f"folder, continue it with trainer.resume={chosen[-1]}, or replace it with "
+                         "trainer.overwrite=true")

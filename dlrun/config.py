@@ -255,6 +255,7 @@ class TrainerConfig:
     tensorboard: bool = True  # write TensorBoard event files (when tensorboard is installed)
     compile: bool = False  # torch.compile the model (CUDA)
     threads: Optional[int] = None  # torch.set_num_threads; empty leaves torch's default
+    overwrite: bool = False  # reuse a hydra.run.dir that holds a run: its checkpoints, report and events are replaced
 
 
 @dataclass

@@ -60,12 +60,24 @@ def _setup(trainer: Any) -> None:
     torch.manual_seed(trainer.seed)
 
 
+def _clear_run(run_dir: Path) -> None:
+    """trainer.overwrite=true: remove an earlier run's results (not .hydra/ or the log, which belong to this run)."""
+    import shutil
+
+    for path in [run_dir / "checkpoints", run_dir / "plots", *run_dir.glob("events.out.tfevents.*"),
+                 *(run_dir / name for name in ("metrics.csv", "report.json", "report.md", "report.html"))]:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def _resume_state(cfg: Any) -> Optional[dict]:
     """Load trainer.resume's last.pt (+ best.pt) and check it continues this config."""
     from dlrun.engine import checkpoint
 
     path = checkpoint.find(cfg.trainer.resume)
-    state = checkpoint.load(path)
+    state = checkpoint.load(path, required=checkpoint.REQUIRED["last.pt"])
     saved = state.get("meta", {}).get("config", {})
     now = _as_dict(cfg)
     diffs = [f"{group}.{k}={saved[group][k]!r} (now {now[group].get(k)!r})"
@@ -164,7 +176,9 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunRes
     ui = ui or NullUI()
     run_dir = Path(run_dir)
     _setup(cfg.trainer)
-    resume = _resume_state(cfg) if cfg.trainer.resume else None
+    resume = _resume_state(cfg) if cfg.trainer.resume else None  # read before an overwrite clears the folder
+    if getattr(cfg.trainer, "overwrite", False):
+        _clear_run(run_dir)
 
     splits = data.load(cfg.dataset, cfg.split, cfg.shift)
     import torch

@@ -1,131 +1,287 @@
-"""Check command-line overrides against the schema before Hydra composes, so that a misspelt key names the
-keys it could have been (Hydra alone says "Key 'droput' is not in struct" without listing them)."""
+"""Check a command line before anything runs, with Hydra's own composition, and say what was wrong in one line.
+
+One mechanism: the command line is composed exactly as `@hydra.main` will compose it (the same config dirs,
+`--config-dir` included, the same overrides; in a multirun, every sweep point), and what Hydra or OmegaConf raise
+is turned into a DlrunError that names the key, the value and what is allowed, with a "did you mean" from the
+structured config node (the dataclasses in dlrun/config.py). Composition also lets `+key=value` add keys a schema
+lacks; those are refused here too. Then `validate()` runs on each composed config. torch is never imported.
+"""
 
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from dlrun.config import SCHEMAS, Config
+from dlrun.config import Config, register_configs, validate
 from dlrun.errors import DlrunError
 
-
-def _default_options(conf_dir: str) -> dict[str, str]:
-    """group -> option chosen by conf/config.yaml's defaults list."""
-    import yaml
-
-    text = (Path(conf_dir) / "config.yaml").read_text()
-    chosen = {}
-    for item in yaml.safe_load(text).get("defaults", []):
-        if isinstance(item, dict):
-            chosen.update({str(k): str(v) for k, v in item.items()})
-    return chosen
+# Hydra's flags that take a value, and those that make the command do something other than run (nothing to check)
+_VALUE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", "--cfg", "-c", "--package",
+                "-p", "--experimental-rerun"}
+_NO_RUN_FLAGS = {"-h", "--help", "--hydra-help", "--info", "-i", "--shell-completion", "-sc", "--version"}
+# a multirun with more points than this is checked value by value (each swept value once), not point by point
+MAX_POINTS = 256
 
 
-def _schema_of(group: str, option: str, conf_dir: str) -> Optional[type]:
-    """The dataclass that conf/GROUP/OPTION.yaml extends, or None if unknown (a user's --config-dir group)."""
-    import yaml
+class CommandLine:
+    """The parts of a dlrun/Hydra command line that decide the composed config."""
 
-    path = Path(conf_dir) / group / f"{option}.yaml"
-    if not path.is_file():
+    def __init__(self, argv: list[str]):
+        self.overrides: list[str] = []
+        self.config_dirs: list[str] = []
+        self.config_name = "config"
+        self.multirun = False
+        self.skip = False
+        args = iter(argv)
+        for arg in args:
+            flag, _, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+            if arg in _NO_RUN_FLAGS or flag in _NO_RUN_FLAGS:
+                self.skip = True
+            elif arg in ("-m", "--multirun"):
+                self.multirun = True
+            elif flag in _VALUE_FLAGS:
+                value = inline or next(args, "")
+                if flag in ("--config-dir", "-cd"):
+                    self.config_dirs.append(str(Path(value).expanduser().resolve()))
+                elif flag in ("--config-name", "-cn"):
+                    self.config_name = value
+            elif not arg.startswith("-"):
+                self.overrides.append(arg)
+
+    def compose_overrides(self, overrides: list[str]) -> list[str]:
+        """The overrides plus the user's --config-dir as Hydra's search path (as the flag itself does)."""
+        if not self.config_dirs:
+            return overrides
+        return [*overrides, "hydra.searchpath=[" + ",".join(f"file://{d}" for d in self.config_dirs) + "]"]
+
+
+def check_command_line(argv: list[str], conf_dir: str) -> Optional[Any]:
+    """Compose and validate what `dlrun ARGV` would run; raise DlrunError with one clear line if anything is wrong.
+
+    Returns the composed config of a single run (None for a multirun or a command that does not run)."""
+    line = CommandLine(argv)
+    if line.skip:
         return None
-    defaults = (yaml.safe_load(path.read_text()) or {}).get("defaults", [])
-    for name in defaults:
-        if isinstance(name, str) and name in SCHEMAS.get(group, {}):
-            return SCHEMAS[group][name]
-    return None
+    _check_launcher(line.overrides)
+    points = _sweep_points(line.overrides) if line.multirun else [line.overrides]
+    composed = None
+    for point in points:
+        composed = compose_checked(point, conf_dir, line)
+    return None if line.multirun else composed
 
 
-def _options(group: str, conf_dir: str) -> list[str]:
-    return sorted(p.stem for p in (Path(conf_dir) / group).glob("*.yaml"))
+def compose_checked(overrides: list[str], conf_dir: str, line: Optional[CommandLine] = None) -> Any:
+    """compose() + the schema check of added keys + validate(), every failure as one DlrunError line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-
-_BOOLS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
-
-
-def _check_value(node: type, name: str, value: str, full: str) -> None:
-    """Reject a value the field's type cannot hold, naming the key and the expected type."""
-    import typing
-
-    hint = typing.get_type_hints(node)[name]
-    optional = type(None) in typing.get_args(hint)
-    if optional:
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    if value.lower() in ("null", "none") and optional:
-        return
-    if value.startswith("${"):
-        return  # an interpolation: OmegaConf resolves it
-    kinds = {int: "an integer", float: "a number", bool: "true or false"}
-    if hint not in kinds:
-        return
-    ok = True
+    line = line or CommandLine([])
+    _parse(overrides)
+    register_configs()  # the schemas the yaml files extend (idempotent)
     try:
-        if hint is int:
-            ok = float(value) == int(float(value)) and "." not in value and "e" not in value.lower()
-        elif hint is float:
-            float(value)
-        else:
-            ok = value.lower() in _BOOLS
-    except ValueError:
-        ok = False
-    if not ok:
-        extra = " or null" if optional else ""
-        raise DlrunError(f"{full}={value!r}: expected {kinds[hint]}{extra}")
+        with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+            cfg = compose(line.config_name, overrides=line.compose_overrides(overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise DlrunError(_explain(err, overrides, conf_dir, line)) from None
+    _check_added_keys(cfg)
+    _check_missing_values(cfg)
+    validate(cfg)
+    return cfg
 
 
-def _check_path(node: type, parts: list[str], full: str, value: str) -> None:
-    names = [f.name for f in fields(node)]
-    head = parts[0]
-    if head not in names:
-        prefix = full[: len(full) - len(".".join(parts))]
-        close = difflib.get_close_matches(head, names, n=1)
-        hint = f" Did you mean {prefix}{close[0]}?" if close else ""
-        raise DlrunError(f"unknown key {full!r}.{hint} Keys of {prefix.rstrip('.') or 'the config'}: "
-                         f"{', '.join(names)}")
-    if len(parts) > 1:
-        sub = _resolve(node, head)
-        if sub is not None:
-            _check_path(sub, parts[1:], full, value)
-    elif "," not in value:  # a multirun sweep list is checked per job by Hydra
-        _check_value(node, head, value, full)
+def _check_missing_values(cfg: Any) -> None:
+    """Keys the chosen option requires (`???` in the schema), e.g. dataset.path for dataset=tabular."""
+    from omegaconf import OmegaConf
+
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        options = ", ".join(f"{key}=..." for key in missing)
+        raise DlrunError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required here and not set: "
+                         f"add {options} to the command line")
 
 
-def _resolve(node: type, name: str) -> Optional[type]:
-    value = next(f for f in fields(node) if f.name == name)
-    default: Any = value.default_factory() if callable(value.default_factory) else value.default  # type: ignore[misc]
-    return type(default) if is_dataclass(default) else None
+# ----------------------------------------------------------------------------------------------------------------------
+# the command line
 
 
-def check_overrides(argv: list[str], conf_dir: str) -> None:
-    """Raise DlrunError for `group.key=value` overrides whose key the selected option's schema lacks."""
-    if any(a in ("-h", "--help", "--hydra-help") for a in argv) or any(a.startswith("--config-dir") or a == "-cd"
-                                                                        for a in argv):
-        return  # a user's own config dir may add options we cannot see; Hydra will check
-    pairs = [a.split("=", 1) for a in argv if "=" in a and not a.startswith("-")]
-    if ["hydra/launcher", "slurm"] in pairs:
+def _parse(overrides: list[str]) -> list:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for item in overrides:  # one at a time, to name the one that does not parse
+        try:
+            parser.parse_overrides([item])
+        except OverrideParseException as err:
+            raise DlrunError(f"cannot read the override {item!r}: {_first_line(err)} (the syntax: key=value, "
+                             "lists as key=[a,b], sweeps with -m as key=a,b)") from None
+    return parser.parse_overrides(overrides)
+
+
+def _sweep_points(overrides: list[str]) -> list[list[str]]:
+    """Every point of a basic multirun sweep; past MAX_POINTS, each swept value once with the others' first values."""
+    if any(o.split("=", 1)[0] == "hydra/sweeper" for o in overrides):
+        return [[o for o in overrides if not _parse([o])[0].is_sweep_override()]]  # a search space, not a grid
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    parsed = _parse(overrides)
+    points = [p for batch in BasicSweeper.split_arguments(parsed, None) for p in batch]
+    if len(points) <= MAX_POINTS:
+        return points
+    first = points[0]
+    singles = []
+    for i, override in enumerate(parsed):
+        if override.is_sweep_override():
+            for point in BasicSweeper.split_arguments([override], None)[0]:
+                singles.append([*first[:i], point[0], *first[i + 1:]])
+    return singles
+
+
+def _check_launcher(overrides: list[str]) -> None:
+    if "hydra/launcher=slurm" in overrides:
         import importlib.util
 
         if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
             raise DlrunError("hydra/launcher=slurm needs Hydra's submitit launcher: pip install 'dlrun[slurm]' "
                              "(hydra-submitit-launcher)")
-    options = _default_options(conf_dir)
-    groups = {f.name for f in fields(Config)}
-    for key, value in pairs:
-        if key in groups:
-            for option in value.split(","):
-                if option not in _options(key, conf_dir):
-                    raise DlrunError(f"{key}={option!r} is not an option, expected one of "
-                                     f"{', '.join(_options(key, conf_dir))}")
-            if "," not in value:
-                options[key] = value
-    for key, value in pairs:
-        if key.startswith(("+", "~", "hydra.", "hydra/")) or "." not in key or "/" in key:
-            continue
-        group, rest = key.split(".", 1)
-        if group not in groups:
-            raise DlrunError(f"unknown group {group!r} in {key!r}, expected one of {', '.join(sorted(groups))}")
-        schema = _schema_of(group, options.get(group, ""), conf_dir)
-        if schema is not None:
-            _check_path(schema, rest.split("."), key, value)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Hydra's and OmegaConf's exceptions, in the user's words
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _explain(err: BaseException, overrides: list[str], conf_dir: str, line: CommandLine) -> str:
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    cause = err.__cause__ or err
+    if isinstance(err, MissingConfigException) or "Could not find" in str(err):
+        return _missing_option(str(err), conf_dir, line)
+    full_key = getattr(cause, "full_key", None)
+    if full_key and "." not in full_key:  # an unknown group fails at its first part: name the whole key
+        full_key = next((k for k in (o.split("=", 1)[0].lstrip("+~") for o in overrides)
+                         if k.startswith(f"{full_key}.")), full_key)
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and full_key:
+        return _unknown_key(full_key, getattr(cause, "object_type", None))
+    if isinstance(cause, ValidationError) and full_key:
+        said = re.search(r"Value '(.*?)'", str(cause))
+        value = said.group(1) if said else _value_of(full_key, overrides)
+        return f"{full_key}={value!r}: expected {_expected(str(cause))}"
+    text = str(err)
+    if "Ambiguous value" in text or "--multirun" in text:
+        sweep = next((o for o in overrides if "," in o.split("=", 1)[-1]), "")
+        return f"{sweep or 'the command line'} is a sweep: add -m (--multirun) to run one job per value"
+    key = re.search(r"override '([^']+)'", text)
+    where = key.group(1) if key else full_key
+    return f"{where + ': ' if where else ''}{_first_line(cause)}"
+
+
+def _value_of(full_key: str, overrides: list[str]) -> str:
+    for item in reversed(overrides):
+        key, _, value = item.partition("=")
+        if key.lstrip("+~") == full_key:
+            return value
+    return "?"
+
+
+def _expected(message: str) -> str:
+    if "to Integer" in message:
+        return "an integer"
+    if "to Float" in message:
+        return "a number"
+    if "valid bool" in message:
+        return "true or false"
+    if "to String" in message:
+        return "a string"
+    return _first_line(DlrunError(message)).rstrip(".")
+
+
+def _missing_option(message: str, conf_dir: str, line: CommandLine) -> str:
+    """`group=option` that no config dir or installed Hydra plugin provides; Hydra's message lists what exists."""
+    found = re.search(r"Could not find '(.+)/([^'/]+)'", message)
+    if not found:
+        return _first_line(DlrunError(message))
+    group, option = found.groups()
+    listed = message.split("Available options in", 1)[1].splitlines()[1:] if "Available options in" in message else []
+    listed = listed[:next((i for i, o in enumerate(listed) if not o.startswith("\t")), len(listed))]  # one per line
+    options = sorted({o.strip() for o in listed if o.strip() and not o.strip().endswith("_schema")})
+    if not options:
+        options = sorted({p.stem for d in [conf_dir, *line.config_dirs] for p in (Path(d) / group).glob("*.yaml")
+                          if not p.stem.endswith("_schema")})
+    if not options:
+        return f"{group}={option!r}: there is no config group {group!r} (a --config-dir adds groups)"
+    close = difflib.get_close_matches(option, options, n=1)
+    hint = f" Did you mean {group}={close[0]}?" if close else ""
+    plugin = " (a launcher or sweeper may need its Hydra plugin installed)" if group.startswith("hydra/") else ""
+    return f"{group}={option!r} is not an option, expected one of {', '.join(options)}.{hint}{plugin}"
+
+
+def _leaf_paths(node: type, prefix: str = "") -> list[str]:
+    """Every dotted key below a dataclass, e.g. trainer.seed, reg.augment.noise."""
+    out = []
+    for f in fields(node):
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        path = f"{prefix}{f.name}"
+        out.extend(_leaf_paths(type(default), f"{path}.") if is_dataclass(default) else [path])
+    return out
+
+
+def _every_key() -> list[str]:
+    from dlrun.config import SCHEMAS
+
+    keys = set()
+    for group, schemas in SCHEMAS.items():
+        for schema in schemas.values():
+            keys.update(f"{group}.{k}" for k in _leaf_paths(schema))
+    return sorted(keys)
+
+
+def _unknown_key(full_key: str, node_type: Optional[type]) -> str:
+    """'unknown key ...' with the closest key of the same node, or across all groups for a top-level key."""
+    parts = full_key.split(".")
+    prefix = ".".join(parts[:-1])
+    if node_type is None or not is_dataclass(node_type) or node_type is Config:
+        if len(parts) > 1:  # an unknown group, e.g. foo.bar
+            groups = [f.name for f in fields(Config)]
+            close = difflib.get_close_matches(parts[0], groups, n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            return f"unknown group {parts[0]!r} in {full_key!r}.{hint} Groups: {', '.join(groups)}"
+        every = _every_key()
+        # trainer's keys first: `seed` most often means trainer.seed
+        by_leaf = sorted((k for k in every if k.rsplit(".", 1)[-1] == full_key),
+                         key=lambda k: (not k.startswith("trainer."), k))
+        close = by_leaf or difflib.get_close_matches(full_key, every, n=1)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        return (f"unknown key {full_key!r}: every key belongs to a group.{hint} Groups: "
+                f"{', '.join(f.name for f in fields(Config))}")
+    names = [f.name for f in fields(node_type)]
+    close = difflib.get_close_matches(parts[-1], names, n=1)
+    hint = f" Did you mean {prefix}.{close[0]}?" if close else ""
+    return f"unknown key {full_key!r}.{hint} Keys of {prefix}: {', '.join(names)}"
+
+
+def _check_added_keys(cfg: Any) -> None:
+    """`+key=value` adds a key even where the schema has none, and dlrun would silently ignore it: refuse it."""
+    from omegaconf import DictConfig, OmegaConf
+
+    def walk(node: Any, prefix: str, node_type: Optional[type]) -> None:
+        if not isinstance(node, DictConfig):
+            return
+        names = {f.name for f in fields(node_type)} if node_type is not None and is_dataclass(node_type) else None
+        for key in node.keys():
+            path = f"{prefix}{key}"
+            if names is not None and key not in names:
+                raise DlrunError(_unknown_key(path, node_type).replace("unknown key", "unknown key (added with +)", 1))
+            child = node._get_node(key)
+            if isinstance(child, DictConfig):
+                walk(child, f"{path}.", OmegaConf.get_type(child))
+
+    walk(cfg, "", Config)

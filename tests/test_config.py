@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from dlrun.config import Config, register_configs, validate
 from dlrun.errors import DlrunError
-from dlrun.preflight import check_overrides
+from dlrun.preflight import check_command_line
 from tests.conftest import CONF_DIR
 
 register_configs()
@@ -104,22 +104,55 @@ def test_validation_names_the_key_and_the_rule(override, message):
 ])
 def test_preflight_names_the_key_and_the_allowed_values(argv, message):
     with pytest.raises(DlrunError) as err:
-        check_overrides(argv, str(CONF_DIR))
+        check_command_line(argv, str(CONF_DIR))
     assert message in str(err.value)
 
 
 def test_preflight_accepts_good_overrides_and_hydra_flags():
-    check_overrides(["model=mlp", "model.hidden=[8]", "reg.dropout=0.5", "report.target_error=null",
-                     "hydra.run.dir=/tmp/x", "-m", "reg.dropout=0,0.5", "+extra=1"], str(CONF_DIR))
+    cfg = check_command_line(["model=mlp", "model.hidden=[8]", "reg.dropout=0.5", "report.target_error=null",
+                              "hydra.run.dir=/tmp/x"], str(CONF_DIR))
+    assert list(cfg.model.hidden) == [8] and cfg.reg.dropout == 0.5 and cfg.report.target_error is None
+    assert check_command_line(["-m", "reg.dropout=0,0.5", "model.hidden=[8]"], str(CONF_DIR)) is None
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["+reg.droput=0.5"], "unknown key (added with +) 'reg.droput'. Did you mean reg.dropout?"),
+    (["++reg.droput=0.5"], "unknown key (added with +) 'reg.droput'. Did you mean reg.dropout?"),
+    (["+seed=42"], "unknown key (added with +) 'seed': every key belongs to a group. Did you mean trainer.seed"),
+    (["seed=42"], "unknown key 'seed': every key belongs to a group. Did you mean trainer.seed"),
+    (["+split.folds=5"], "unknown key (added with +) 'split.folds'. Keys of split: train, val, test"),
+    (["-m", "reg.dropout=0.1,abc"], "reg.dropout='abc': expected a number"),
+    (["-m", "reg.dropout=0.1,0.2", "split.train=0.6,0.5"], "split ratios must sum to 1, got 0.9"),
+    (["reg.dropout=0,0.5"], "reg.dropout=0,0.5 is a sweep: add -m"),
+    (["reg.dropout=[1"], "cannot read the override 'reg.dropout=[1'"),
+    (["hydra/launcher=nope"], "hydra/launcher='nope' is not an option, expected one of basic"),
+])
+def test_every_composed_key_and_every_sweep_point_is_checked(argv, message):
+    with pytest.raises(DlrunError) as err:
+        check_command_line(argv, str(CONF_DIR))
+    assert message in str(err.value)
+
+
+def test_a_users_config_dir_gets_the_same_checks(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "tiny.yaml").write_text("defaults: [mlp_schema]\nhidden: [16]\n")
+    cfg = check_command_line(["--config-dir", str(tmp_path), "model=tiny"], str(CONF_DIR))
+    assert list(cfg.model.hidden) == [16]
+    for argv, message in ((["reg.droput=0.5"], "Did you mean reg.dropout?"),
+                          (["model=tiny", "model.hiden=[3]"], "Did you mean model.hidden?"),
+                          (["model=tinny"], "Did you mean model=tiny?")):
+        with pytest.raises(DlrunError) as err:
+            check_command_line(["--config-dir", str(tmp_path), *argv], str(CONF_DIR))
+        assert message in str(err.value)
 
 
 def test_preflight_reads_the_selected_option_schema():
     # model.hidden belongs to the mlp schema; with another option selected it would be unknown
-    check_overrides(["model=mlp", "model.hidden=[8]"], str(CONF_DIR))
+    check_command_line(["model=mlp", "model.hidden=[8]"], str(CONF_DIR))
     other = [p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml") if p.stem in ("vgg", "resnet")]
     for option in other:
         with pytest.raises(DlrunError, match="model.hidden"):
-            check_overrides([f"model={option}", "model.hidden=[8]"], str(CONF_DIR))
+            check_command_line([f"model={option}", "model.hidden=[8]"], str(CONF_DIR))
 
 
 def test_readme_documents_every_key_of_the_fixed_groups():
@@ -140,7 +173,7 @@ def test_slurm_launcher_without_the_plugin_says_what_to_install(monkeypatch):
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DlrunError, match=r"pip install 'dlrun\[slurm\]'"):
-        check_overrides(["-m", "hydra/launcher=slurm", "reg.dropout=0,0.5"], str(CONF_DIR))
+        check_command_line(["-m", "hydra/launcher=slurm", "reg.dropout=0,0.5"], str(CONF_DIR))
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -58,11 +58,40 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
-    atomic_write_bytes(path, lambda f: torch.save(state, f))
+    """Write atomically; a full disk or a folder that cannot be written leaves the previous file as it was."""
+    try:
+        atomic_write_bytes(path, lambda f: torch.save(state, f))
+    except OSError as err:
+        raise DlrunError(f"cannot write the checkpoint {path}: {err.strerror or err} (a full disk or a folder that "
+                         "cannot be written?); the previous checkpoint, if any, is intact") from None
 
 
-def load(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+# what every checkpoint that dlrun writes holds
+REQUIRED = {"last.pt": ("model", "optimizer", "early_stop", "rng", "epoch", "history", "meta"),
+            "best.pt": ("model", "epoch")}
+
+
+def load(path: Path, required: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A dlrun checkpoint, read with weights_only=True: a file holding anything but tensors and plain values
+    (a pickled object that would run code) is refused before any of it runs."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DlrunError(f"checkpoint {path} does not exist") from None
+    except Exception as err:  # noqa: BLE001 - unpickling errors of every kind: the file is not a checkpoint we wrote
+        reason = "it holds objects other than tensors and plain values (refused by weights_only loading, not run)" \
+            if "GLOBAL" in str(err) else \
+            "it is truncated, corrupt or not a file that torch.save wrote"
+        raise DlrunError(f"cannot read the checkpoint {path}: {reason}; resume from a run folder that dlrun "
+                         "wrote, or start a new run") from None
+    needed = required if required is not None else REQUIRED.get(path.name, ("model",))
+    absent = [key for key in needed if not isinstance(state, dict) or key not in state]
+    if absent:
+        raise DlrunError(f"{path} is not a dlrun checkpoint: it lacks {', '.join(absent)} (dlrun writes "
+                         "checkpoints/last.pt and best.pt in each run folder)")
+    return state
+
 
 
 def find(resume: str) -> Path:

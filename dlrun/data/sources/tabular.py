@@ -137,4 +137,9 @@ def _encode_features(features, path: str) -> np.ndarray:
             log.warning("tabular %s: column %r has %d distinct values, one-hot encoded into as many columns; "
                         "is it an identifier?", path, name, levels)
     encoded = pd.get_dummies(features, columns=categorical, dtype=np.float32) if categorical else features
-    return encoded.to_numpy(dtype=np.float32)
+    x = encoded.to_numpy(dtype=np.float32)
+    if not np.isfinite(x).all():  # inf (or a number too large for float32) would poison the normalisation
+        bad = [str(name) for name, column in encoded.items() if not np.isfinite(column.to_numpy(np.float32)).all()]
+        raise DlrunError(f"{path}: columns {', '.join(map(repr, bad))} hold infinite values (or numbers beyond "
+                         "float32's range, 3.4e38); replace or drop those rows before training")
+    return x
