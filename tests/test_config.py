@@ -46,7 +46,15 @@ def test_every_option_composes(group, option):
     cfg = _compose([f"{group}={option}", *REQUIRED.get((group, option), [])])
     validate(cfg)
     plain = OmegaConf.to_object(cfg)
-    assert getattr(plain, group) is not None
+    node = getattr(plain, group)
+    # the option's yaml selects its own schema: the dataclass named in its defaults list, with the option's values
+    from dlrun.config import SCHEMAS
+
+    text = (CONF_DIR / group / f"{option}.yaml").read_text()
+    schema = next(cls for name, cls in SCHEMAS[group].items() if name in text)
+    assert type(node) is schema
+    if group == "model":  # the registry key is the option's name (lstm and gru share a schema, not a family)
+        assert node.family == option
 
 
 def test_split_presets():
