@@ -52,6 +52,10 @@ def app(cfg: DictConfig) -> float | None:
             raise
         _fail(str(err))
         return None
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now; every file on disk is whole (atomic writes)
+        _fail("stopped at once by a second Ctrl-C: the last checkpoint written is intact; resume from it with "
+              "trainer.resume=RUN_DIR", code=130)
+        return None
     if result.exit_code:
         sys.exit(result.exit_code)
     return result.objective

@@ -224,3 +224,46 @@ def test_an_atomic_write_syncs_the_file_then_the_folder_after_the_rename(tmp_pat
     checkpoint.atomic_write_text(tmp_path / "x.txt", "hello")
     assert events == ["fsync file", "rename", "fsync dir"]
     assert (tmp_path / "x.txt").read_text() == "hello"
+
+
+def test_a_signal_while_the_report_is_written_is_held_until_the_report_is_whole(tmp_path, monkeypatch):
+    import json
+
+    from dlrun import report
+
+    render = report.render
+
+    def render_with_a_signal(*a, **k):
+        signal.raise_signal(signal.SIGTERM)  # the scheduler's SIGTERM arrives mid-report
+        return render(*a, **k)
+
+    monkeypatch.setattr(report, "render", render_with_a_signal)
+    result = run(make_config(trainer={"max_epochs": 2}, **GROUPS), tmp_path, overrides=[])
+    assert result.exit_code == 128 + signal.SIGTERM  # the scheduler learns the job was stopped ...
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["run"]["stop_reason"] == "max_epochs" and saved["run"]["epochs_run"] == 2  # ... the run finished
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "report.html").is_file()
+
+
+def test_a_second_signal_stops_at_once_and_leaves_whole_files(tmp_path):
+    from dlrun import models
+
+    cfg = make_config(trainer={"max_epochs": 6, "checkpoint_every": 0.0}, **GROUPS)
+    per_epoch = _batches_per_epoch(cfg)
+    build = models.build
+
+    def build_and_hook(*a, **k):
+        model = build(*a, **k)
+        _signal_at_batch(model, 2 * per_epoch + 3, signal.SIGINT)
+        _signal_at_batch(model, 2 * per_epoch + 3, signal.SIGINT)  # the impatient user presses Ctrl-C twice
+        return model
+
+    models.build = build_and_hook
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(cfg, tmp_path, overrides=[])
+    finally:
+        models.build = build
+    last = checkpoint.load(tmp_path / "checkpoints" / "last.pt")  # whole: the one written after epoch 2
+    assert last["epoch"] == 2 and last["partial"] is None
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
