@@ -52,7 +52,7 @@ def test_two_epoch_run_writes_every_file(tmp_path):
     assert "norm_mean" in state["meta"] and state["meta"]["overrides"][0] == "trainer.max_epochs=2"
     # report.json: the versioned contract
     report = json.loads((run_dir / "report.json").read_text())
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     run = report["run"]
     for key in ("overrides", "seed", "device", "torch_version", "epochs_run", "best_epoch", "stop_reason",
                 "wall_seconds"):
@@ -63,7 +63,8 @@ def test_two_epoch_run_writes_every_file(tmp_path):
         assert set(m) >= {"loss", "error", "n"} and 0 <= m["error"] <= 1
     assert set(report["decomposition"]) >= {"target_error", "avoidable_bias", "variance", "data_mismatch",
                                             "val_to_test"}
-    assert set(report["diagnosis"]) == {"underfitting", "overfitting", "distribution_shift"}
+    assert set(report["diagnosis"]) == {"underfitting", "overfitting", "data_mismatch", "distribution_shift"}
+    assert report["decomposition"]["focus"] in ("avoidable_bias", "variance")
     for finding in report["diagnosis"].values():
         assert set(finding) >= {"detected", "severity", "evidence", "actions"}
         assert finding["severity"] in ("none", "mild", "severe")

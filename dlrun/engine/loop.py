@@ -561,7 +561,7 @@ class SplitEvaluation:
     y_pred: np.ndarray  # (n,) predicted class or value
     sample_loss: np.ndarray  # (n,) per-sample loss
     probs: Optional[np.ndarray] = None  # (n, K) softmax outputs, classification only
-    features: Optional[np.ndarray] = None  # (m, D) penultimate features of up to max_features samples
+    features: Optional[np.ndarray] = None  # (m, D) penultimate features of a seeded random subset of max_features
 
     @property
     def errors(self) -> int:
@@ -590,15 +590,18 @@ def evaluate(model: nn.Module, splits, trainer: Any, max_features: int = 2000) -
     result = Evaluation(task=task)
     for name, split in splits.items():
         outs, feats = [], []
-        keep = min(len(split), max_features)
+        # features of a seeded random subset, not the first rows: a class-sorted source (image folders, sorted
+        # tables) would otherwise compare different class mixtures between splits and fake a shift
+        chosen = np.sort(np.random.default_rng(0).choice(len(split), min(len(split), max_features), replace=False))
         with torch.inference_mode(), rt.autocast():
             for start in range(0, len(split), batch):
                 x = split.x[start:start + batch].to(device)
                 f = model.features(x) if hasattr(model, "features") and hasattr(model, "head") else None
                 out = model.head(f) if f is not None else model(x)
                 outs.append(out.float())
-                if f is not None and start < keep:
-                    feats.append(f.float().flatten(1)[: keep - start])
+                rows = chosen[(chosen >= start) & (chosen < start + batch)] - start
+                if f is not None and len(rows):
+                    feats.append(f.float().flatten(1)[torch.as_tensor(rows, device=f.device)])
         out = torch.cat(outs) if outs else torch.zeros(0, splits.num_outputs, device=device)
         y = split.y.to(device)
         sample_loss = criterion(out, y, reduction="none").reshape(-1)

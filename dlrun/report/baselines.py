@@ -20,12 +20,14 @@ def baselines_for(splits, max_train: int = 5000) -> dict:
     x_val = splits.val.x.numpy()
     out = {"chance_error": stats.chance_error(y_train, y_val, splits.task), "target_scale": splits.target_scale}
     try:
-        errors = stats.simple_baseline_errors(x_train, y_train, {"train": (x_train, y_train), "val": (x_val, y_val)},
-                                              splits.task, max_train=max_train)
-        out["simple_train_error"], out["simple_val_error"] = errors["train"], errors["val"]
+        errors = stats.simple_baseline_errors(x_train, y_train, {"val": (x_val, y_val)}, splits.task,
+                                              max_train=max_train)
+        # its training error on the rows it was fitted on (at most max_train): past them it would be held-out error
+        out["simple_train_error"], out["simple_val_error"] = errors["fitted"], errors["val"]
+        out["simple_train_n"] = min(len(x_train), max_train)
     except ValueError as err:  # e.g. too few samples
         log.warning("no linear baseline: %s", err)
-        out["simple_train_error"] = out["simple_val_error"] = None
+        out["simple_train_error"] = out["simple_val_error"] = out["simple_train_n"] = None
     return out
 
 

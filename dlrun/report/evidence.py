@@ -17,10 +17,10 @@ import numpy as np
 from dlrun.report import stats
 
 
-def _result(test: stats.TestResult, alpha: float, name: str, what: str) -> dict:
+def _result(test: stats.TestResult, level: float, name: str, what: str) -> dict:
     p = test.p_value
-    return {"name": name, "what": what, "statistic": test.statistic, "p_value": p,
-            "fires": bool(np.isfinite(p) and p < alpha), "detail": test.detail}
+    return {"name": name, "what": what, "statistic": test.statistic, "p_value": p, "level": level,
+            "fires": bool(np.isfinite(p) and p < level), "detail": test.detail}
 
 
 def finite_rows(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
@@ -33,28 +33,38 @@ def finite_rows(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
 
 
 def shift_tests(val: Any, test: Any, task: str, num_classes: int, alpha: float, seed: int = 0) -> dict[str, dict]:
-    """Run the label-free tests between two SplitEvaluations; {name: {statistic, p_value, fires, detail}}.
+    """Run the label-free tests between two SplitEvaluations; {name: {statistic, p_value, level, fires, detail}}.
 
-    Tests whose inputs are not finite (a diverged model) are left out."""
-    out: dict[str, dict] = {}
+    `alpha` is the level of the whole family: each test is judged at alpha / (number of tests) (Bonferroni), and
+    `fires` says p < that level, the same rule the verdict uses. Tests whose inputs are not finite (a diverged
+    model) are left out."""
     outputs_finite = all(np.isfinite(np.asarray(s.y_pred, float)).all() for s in (val, test))
-    if task == "classification" and val.probs is not None and test.probs is not None \
-            and np.isfinite(val.probs).all() and np.isfinite(test.probs).all():
-        out["ks_softmax"] = _result(stats.ks_softmax_test(val.probs, test.probs, alpha), alpha, "ks_softmax",
-                                    "Kolmogorov-Smirnov on each softmax output (Bonferroni)")
-        out["label_shift"] = _result(stats.label_shift_test(val.y_pred, test.y_pred, num_classes), alpha,
-                                     "label_shift", "chi-square on the predicted-class histograms")
+    softmax = task == "classification" and val.probs is not None and test.probs is not None \
+        and np.isfinite(val.probs).all() and np.isfinite(test.probs).all()
+    f_val, f_test = finite_rows(val.features), finite_rows(test.features)
+    features = f_val is not None and f_test is not None
+    count = (2 if softmax else int(task != "classification" and outputs_finite)) + int(features)
+    level = alpha / max(1, count)
+    out: dict[str, dict] = {}
+    if softmax:
+        # two classes: the columns sum to one, so one column carries all the information (no Bonferroni for two)
+        p_val, p_test = (val.probs[:, 1:], test.probs[:, 1:]) if val.probs.shape[1] == 2 else (val.probs, test.probs)
+        out["ks_softmax"] = _result(stats.ks_softmax_test(p_val, p_test, level), level, "ks_softmax",
+                                    "Kolmogorov-Smirnov on each softmax output (Bonferroni over classes)")
+        out["label_shift"] = _result(stats.label_shift_test(val.y_pred, test.y_pred, num_classes,
+                                                            n_resamples=stats.permutations_for(level), seed=seed),
+                                     level, "label_shift", "chi-square on the predicted-class histograms")
     elif task != "classification" and outputs_finite:
         from scipy.stats import ks_2samp
 
         r = ks_2samp(np.asarray(val.y_pred, float), np.asarray(test.y_pred, float))
         out["ks_prediction"] = _result(stats.TestResult(float(r.statistic), float(r.pvalue),
                                                         f"KS distance {r.statistic:.3f} on the predictions"),
-                                       alpha, "ks_prediction", "Kolmogorov-Smirnov on the predictions")
-    f_val, f_test = finite_rows(val.features), finite_rows(test.features)
-    if f_val is not None and f_test is not None:
-        out["mmd_features"] = _result(stats.mmd_permutation_test(f_val, f_test, seed=seed), alpha,
-                                      "mmd_features", "kernel MMD permutation test on the penultimate features")
+                                       level, "ks_prediction", "Kolmogorov-Smirnov on the predictions")
+    if features:
+        out["mmd_features"] = _result(stats.mmd_permutation_test(f_val, f_test, seed=seed,
+                                                                 n_permutations=stats.permutations_for(level)),
+                                      level, "mmd_features", "kernel MMD permutation test on the penultimate features")
     return out
 
 
@@ -64,39 +74,76 @@ def per_class(evaluation: Any, class_names: list[str]) -> Optional[dict]:
         return None
     k = len(class_names)
     val, test, train = evaluation.splits["val"], evaluation.splits["test"], evaluation.splits["train"]
+    count = lambda y: np.bincount(np.asarray(y, dtype=np.int64), minlength=k)  # noqa: E731
+    wrong = lambda s: np.bincount(np.asarray(s.y_true, dtype=np.int64)[np.asarray(s.y_true) != np.asarray(s.y_pred)],
+                                  minlength=k)  # noqa: E731
     return {
         "class_names": list(class_names),
         "val_error": stats.per_class_error(val.y_true, val.y_pred, k),
         "test_error": stats.per_class_error(test.y_true, test.y_pred, k),
         "train_share": stats.class_shares(train.y_true, k),
         "test_share": stats.class_shares(test.y_true, k),
+        "val_count": count(val.y_true), "test_count": count(test.y_true), "train_count": count(train.y_true),
+        "val_wrong": wrong(val), "test_wrong": wrong(test),
     }
 
 
-def worst_classes(table: dict, min_gap: float, top: int = 3) -> list[tuple[str, float, float]]:
-    """Classes whose test error exceeds their validation error by more than min_gap, worst first."""
-    gaps = np.nan_to_num(table["test_error"] - table["val_error"], nan=0.0)
-    order = np.argsort(-gaps)
-    return [(table["class_names"][i], float(table["val_error"][i]), float(table["test_error"][i]))
-            for i in order[:top] if gaps[i] > min_gap]
+MIN_CLASS_COUNT = 5  # a class with fewer samples in a split is not tested: no test has power there
 
 
-def share_changes(table: dict, ratio: float = 2.0) -> list[tuple[str, float, float]]:
-    """Classes over- or under-represented in test relative to train by more than `ratio`."""
+def worst_classes(table: dict, min_gap: float, alpha: float = 0.05, top: int = 3) -> list[tuple[str, float, float]]:
+    """Classes whose test error exceeds their validation error significantly (one-sided Fisher exact test at
+    alpha / K, Bonferroni over the K classes) and by more than min_gap, worst first; classes with fewer than
+    MIN_CLASS_COUNT samples in either split are not tested."""
+    from scipy.stats import fisher_exact
+
+    k = len(table["class_names"])
+    found = []
+    for i in range(k):
+        n_val, n_test = int(table["val_count"][i]), int(table["test_count"][i])
+        if min(n_val, n_test) < MIN_CLASS_COUNT:
+            continue
+        e_val, e_test = int(table["val_wrong"][i]), int(table["test_wrong"][i])
+        gap = e_test / n_test - e_val / n_val
+        if gap <= min_gap:
+            continue
+        p = fisher_exact([[e_test, n_test - e_test], [e_val, n_val - e_val]], alternative="greater").pvalue
+        if p < alpha / k:
+            found.append((gap, table["class_names"][i], e_val / n_val, e_test / n_test))
+    return [(name, v, t) for _, name, v, t in sorted(found, reverse=True)[:top]]
+
+
+def share_changes(table: dict, alpha: float = 0.05, ratio: float = 2.0) -> list[tuple[str, float, float]]:
+    """Classes over- or under-represented in test relative to train: the share moved by more than `ratio` and a
+    two-sided binomial test of the test count against the training share rejects at alpha / K (Bonferroni);
+    classes expected fewer than MIN_CLASS_COUNT times in test are not tested."""
+    from scipy.stats import binomtest
+
+    k = len(table["class_names"])
+    n_test = int(np.sum(table["test_count"]))
     out = []
-    for name, tr, te in zip(table["class_names"], table["train_share"], table["test_share"]):
-        if tr > 0 and (te / tr > ratio or te / tr < 1 / ratio):
+    for name, tr, te, count in zip(table["class_names"], table["train_share"], table["test_share"],
+                                   table["test_count"]):
+        if tr <= 0 or tr * n_test < MIN_CLASS_COUNT or 1 / ratio <= te / tr <= ratio:
+            continue
+        if binomtest(int(count), n_test, float(tr)).pvalue < alpha / k:
             out.append((name, float(tr), float(te)))
     return out
 
 
 def curves(history: Any) -> dict:
-    """Shape descriptors of the learning curves (stats.curve_trend, stats.u_curve)."""
+    """Shape descriptors of the learning curves (stats.curve_trend, stats.u_curve).
+
+    The U-curve starts at the epoch of the smallest validation loss, read from the curve itself: the epoch whose
+    weights the model holds (history.best_epoch) is the last one when early stopping or restore_best is off."""
     if not history.rows:
-        return {"train_trend": "flat", "val_trend": "flat", "u_curve": None}
+        return {"train_trend": "flat", "val_trend": "flat", "u_curve": None, "val_min_epoch": 0}
     train_loss, val_loss = history.column("train_loss"), history.column("val_loss")
+    finite = np.isfinite(val_loss)
+    val_min_epoch = int(np.argmin(np.where(finite, val_loss, np.inf))) + 1 if finite.any() else 0
     return {"train_trend": stats.curve_trend(train_loss), "val_trend": stats.curve_trend(val_loss),
-            "u_curve": stats.u_curve(val_loss, history.best_epoch, train_loss)}
+            "u_curve": stats.u_curve(val_loss, val_min_epoch, train_loss) if val_min_epoch else None,
+            "val_min_epoch": val_min_epoch}
 
 
 __all__ = ["curves", "per_class", "share_changes", "shift_tests", "worst_classes"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: data_mismatch finding, decomposition.focus, gaps with intervals, test levels
 
 
 def clean(value: Any) -> Any:

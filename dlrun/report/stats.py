@@ -72,6 +72,37 @@ def gap_test(errors_a: int, n_a: int, errors_b: int, n_b: int) -> TestResult:
     return TestResult(float(rate_b - rate_a), p_value, detail)
 
 
+def rate_diff_interval(errors_a: int, n_a: int, errors_b: int, n_b: int,
+                       confidence: float = 0.95) -> tuple[float, float]:
+    """Interval of rate_b - rate_a for two independent samples (Newcombe's hybrid score interval, built on Wilson's;
+    Newcombe, Stat. Med. 1998, method 10), by statsmodels. Good at small counts and rates near 0 or 1."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    if n_a == 0 or n_b == 0:
+        return (math.nan, math.nan)
+    low, high = confint_proportions_2indep(int(errors_b), int(n_b), int(errors_a), int(n_a), method="newcomb",
+                                           compare="diff", alpha=1 - confidence)
+    return (float(low), float(high))
+
+
+def rmse_diff_interval(sq_a: np.ndarray, sq_b: np.ndarray, confidence: float = 0.95, n_resamples: int = 1000,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of RMSE_b - RMSE_a from per-sample squared errors sq_a (n,) and sq_b (m,),
+    resampled independently (scipy.stats.bootstrap)."""
+    from scipy.stats import bootstrap
+
+    a, b = np.asarray(sq_a, dtype=np.float64).ravel(), np.asarray(sq_b, dtype=np.float64).ravel()
+    if len(a) < 2 or len(b) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return (math.nan, math.nan)
+
+    def rmse_diff(a, b, axis=-1):
+        return np.sqrt(np.mean(b, axis=axis)) - np.sqrt(np.mean(a, axis=axis))
+
+    result = bootstrap((a, b), rmse_diff, vectorized=True, confidence_level=confidence, n_resamples=n_resamples,
+                       batch=200, method="percentile", rng=np.random.default_rng(seed))
+    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
 def bootstrap_diff_interval(a: np.ndarray, b: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000,
                             seed: int = 0) -> tuple[float, float]:
     """BCa bootstrap interval of mean(b) - mean(a), in the units of the per-sample losses a (n,) and b (m,).
@@ -205,13 +236,22 @@ def mmd_permutation_test(f_ref: np.ndarray, f_new: np.ndarray, n_permutations: i
     return TestResult(observed, p_value, detail)
 
 
-def label_shift_test(pred_ref: np.ndarray, pred_new: np.ndarray, num_classes: int) -> TestResult:
+def permutations_for(level: float, minimum: int = 200, maximum: int = 10_000) -> int:
+    """Enough permutations that a permutation p-value can fall below `level`: its smallest value is 1 / (1 + n),
+    so n >= 4 / level leaves room for p-values a few times smaller than the level."""
+    return int(min(maximum, max(minimum, math.ceil(4 / level))))
+
+
+def label_shift_test(pred_ref: np.ndarray, pred_new: np.ndarray, num_classes: int, n_resamples: int = 2000,
+                     seed: int = 0) -> TestResult:
     """Chi-square test of homogeneity of the predicted-class histograms of pred_ref (n,) and pred_new (m,).
 
-    Classes predicted in neither sample are dropped (their expected count is 0). statistic: the chi-square value.
-    detail names the class whose predicted share moved most.
+    Classes predicted in neither sample are dropped (their expected count is 0). With an expected count below 5 the
+    chi-square approximation is anti-conservative: the p-value then comes from a permutation test of the same
+    statistic (scipy's PermutationMethod). statistic: the chi-square value. detail names the class whose predicted
+    share moved most.
     """
-    from scipy.stats import chi2_contingency
+    from scipy.stats import PermutationMethod, chi2_contingency
 
     counts = np.stack([np.bincount(np.asarray(pred_ref, dtype=np.int64), minlength=num_classes),
                        np.bincount(np.asarray(pred_new, dtype=np.int64), minlength=num_classes)])  # (2, K)
@@ -220,11 +260,16 @@ def label_shift_test(pred_ref: np.ndarray, pred_new: np.ndarray, num_classes: in
     present = np.flatnonzero(counts.sum(axis=0) > 0)
     if len(present) < 2:
         return TestResult(0.0, 1.0, f"every prediction is class {present[0]} in both samples")
-    result = chi2_contingency(counts[:, present], correction=False)
+    table = counts[:, present]
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    small = bool((expected < 5).any())
+    method = PermutationMethod(n_resamples=n_resamples, rng=np.random.default_rng(seed)) if small else None
+    result = chi2_contingency(table, correction=False, method=method)
     shares = counts / counts.sum(axis=1, keepdims=True)  # (2, K)
     moved = int(np.argmax(np.abs(shares[1] - shares[0])))
+    how = f"permutation p over {n_resamples} resamples (expected counts < 5)" if small else "p"
     detail = (f"predicted class {moved}: {shares[0, moved]:.1%} -> {shares[1, moved]:.1%}; "
-              f"chi2={result.statistic:.1f}, dof={result.dof}, p={result.pvalue:.2g}")
+              f"chi2={result.statistic:.1f}" + ("" if small else f", dof={result.dof}") + f", {how}={result.pvalue:.2g}")
     return TestResult(float(result.statistic), float(result.pvalue), detail)
 
 
@@ -290,6 +335,7 @@ def simple_baseline_errors(x_train: np.ndarray, y_train: np.ndarray, evals: dict
     out = {}
     if task == "classification" and len(np.unique(y_train)) < 2:
         # LogisticRegression refuses one class; the best it could do is predict it
+        evals = {**evals, "fitted": (x_train, y_train)}
         return {name: float(np.mean(np.asarray(y) != y_train[0])) for name, (_, y) in evals.items()}
     if task == "classification":
         # lbfgs on standardised digits converges in ~30 iterations; 1000 leaves room for harder sets
@@ -298,6 +344,7 @@ def simple_baseline_errors(x_train: np.ndarray, y_train: np.ndarray, evals: dict
     else:
         model = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
         model.fit(x_train, y_train.astype(np.float64))
+    evals = {**evals, "fitted": (x_train, y_train)}  # the rows it was fitted on: its training error
     for name, (x, y) in evals.items():
         pred = model.predict(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
         y = np.asarray(y)

@@ -138,7 +138,7 @@ def test_divergence_stops_cleanly_and_still_reports(tmp_path):
     assert (tmp_path / "report.json").is_file() and (tmp_path / "checkpoints" / "last.pt").is_file()
     under = report["diagnosis"]["underfitting"]
     assert under["detected"] and under["severity"] == "severe"
-    assert "optim.lr=1e+07" in under["actions"][0]["command"]
+    assert "optim.lr=0.01" in under["actions"][0]["command"]  # sgd's usual default, not 1e8 / 10
 
 
 def test_frozen_parameters_are_not_in_the_optimizer():
@@ -322,3 +322,18 @@ def test_evaluate_runs_in_eval_mode_with_dropout_and_batchnorm():
     with torch.no_grad():  # and it differs from a forward in train mode, so the check above can fail
         noisy = torch.nn.functional.cross_entropy(model.train()(splits.val.x), splits.val.y, reduction="none")
     assert not np.allclose(first.sample_loss, noisy.numpy(), atol=1e-6)
+
+
+def test_evaluate_keeps_features_of_a_random_subset_not_the_first_rows():
+    cfg = make_config(trainer={"max_epochs": 1})
+    model, splits, _ = _fit(cfg)
+    val = evaluate(model, splits, cfg.trainer, max_features=50).splits["val"]
+    with torch.no_grad():
+        every = model.eval().features(splits.val.x).flatten(1).numpy()  # (n, D)
+    assert val.features.shape == (50, every.shape[1])
+    first = every[:50]
+    assert not np.allclose(val.features, first)  # a class-sorted source would make the first rows one class
+    matches = [int(np.argmin(np.abs(every - row).sum(axis=1))) for row in val.features]
+    assert len(set(matches)) == 50 and max(matches) > 200  # distinct rows from across the whole split
+    again = evaluate(model, splits, cfg.trainer, max_features=50).splits["val"]
+    assert np.array_equal(val.features, again.features)  # seeded: the same subset every time
