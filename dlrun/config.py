@@ -149,6 +149,8 @@ class ImageFolderConfig(DatasetConfig):
     root: str = MISSING  # one folder per class
     image_size: int = 32  # images are resized to image_size x image_size
     grayscale: bool = False
+    val_from: Optional[str] = None  # another folder with the same classes: the validation split (not carved from root)
+    test_from: Optional[str] = None  # another folder with the same classes: the test split
 
 
 @dataclass
@@ -157,6 +159,8 @@ class TabularConfig(DatasetConfig):
     path: str = MISSING  # a .csv or .parquet file
     target: str = MISSING  # the column to predict
     task: str = "auto"  # auto | classification | regression
+    val_from: Optional[str] = None  # another table with the same columns: the validation split (not carved from path)
+    test_from: Optional[str] = None  # another table with the same columns: the test split
 
 
 # ----------------------------------------------------------------------------------------------------------------------

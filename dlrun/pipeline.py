@@ -128,6 +128,7 @@ def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], split
         "model": cfg.model.family, "dataset": cfg.dataset.name, "task": splits.task,
         "shift": splits.shift, "interrupted": history.stop_reason == "interrupted",
         "world_size": history.world_size, "notes": list(getattr(history, "notes", [])),
+        "origins": getattr(splits, "origins", None) or {"val": "split", "test": "split"},
     }
     if history.stop_reason == "interrupted":
         run_info["resume_command"] = resume_command(overrides, run_dir)

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from dlrun.data.splits import Split, Splits, split_indices, subsample
+from dlrun.errors import DlrunError
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,19 @@ def load(dataset_cfg, split_cfg, shift_cfg=None) -> Splits:
     if dataset_cfg.max_samples is not None:
         keep = subsample(y, dataset_cfg.max_samples, stratify, split_cfg.seed)
         x, y = x[keep], y[keep]
-    parts = split_indices(y, split_cfg.train, split_cfg.val, split_cfg.test, split_cfg.train_dev,
+    # dataset.val_from / test_from: that split comes from another file, the main source fills the others
+    brought = {part: getattr(dataset_cfg, f"{part}_from", None) for part in ("val", "test")}
+    brought = {part: path for part, path in brought.items() if path}
+    if brought and source.load_like is None:
+        raise DlrunError(f"dataset.{next(iter(brought))}_from is supported by dataset=tabular and "
+                         f"dataset=image_folder, not dataset={dataset_cfg.name}")
+    ratios = {"val": 0.0 if "val" in brought else split_cfg.val, "test": 0.0 if "test" in brought else split_cfg.test}
+    parts = split_indices(y, split_cfg.train, ratios["val"], ratios["test"], split_cfg.train_dev,
                           stratify, split_cfg.seed)
+    for part, path in brought.items():
+        log.info("dataset.%s_from=%s: the %s split comes from that file; %s is split %s", part, path, part,
+                 getattr(dataset_cfg, "path", getattr(dataset_cfg, "root", "the dataset")),
+                 " / ".join(f"{k} {len(v)}" for k, v in parts.items() if len(v)))
 
     per_channel = x.ndim == 4  # (N, C, H, W) images
     mean, std = normalize.fit_stats(x[parts["train"]], per_channel)
@@ -39,6 +51,12 @@ def load(dataset_cfg, split_cfg, shift_cfg=None) -> Splits:
         y_mean, y_scale = float(y_train.mean()), float(y_train.std() or 1.0)
 
     raw = {name: (x[idx], y[idx], idx) for name, idx in parts.items()}
+    for part, path in brought.items():
+        other = source.load_like(str(path), f"dataset.{part}_from")
+        if other.x.shape[1:] != x.shape[1:]:
+            raise DlrunError(f"dataset.{part}_from={path!r} encodes to inputs of shape {other.x.shape[1:]}, the "
+                             f"training data to {x.shape[1:]}")
+        raw[part] = (other.x, other.y, np.arange(len(other.y)))
     shift_name = getattr(shift_cfg, "name", "none")
     if shift_name != "none":
         from dlrun.data.shift import apply_shift
@@ -65,6 +83,7 @@ def load(dataset_cfg, split_cfg, shift_cfg=None) -> Splits:
         task=source.task, num_outputs=num_outputs, in_shape=tuple(x.shape[1:]),
         class_names=list(source.class_names), mean=torch.from_numpy(mean), std=torch.from_numpy(std),
         description=source.description, target_mean=y_mean, target_scale=y_scale, shift=shift_name,
+        origins={part: brought.get(part, "split") for part in ("val", "test")},
     )
     log.info("data %s: %s", dataset_cfg.name, ", ".join(f"{k}={len(s)}" for k, s in splits.items()))
     return splits

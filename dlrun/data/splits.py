@@ -40,6 +40,7 @@ class Splits:
     target_mean: float = 0.0  # regression: targets are standardised with the training split's mean and std;
     target_scale: float = 1.0  # errors (RMSE) are reported back in the target's own units
     shift: str = "none"  # the distribution shift planted in the test split, if any
+    origins: dict = None  # {"val": ..., "test": ...}: "split" (carved from the dataset) or the file it came from
 
     def items(self) -> list[tuple[str, Split]]:
         """The present splits, in report order."""
@@ -48,17 +49,22 @@ class Splits:
 
 def split_indices(y: np.ndarray, train: float, val: float, test: float, train_dev: float,
                   stratify: bool, seed: int) -> dict[str, np.ndarray]:
-    """Partition range(len(y)) into train, train_dev (a fraction of train), val and test index arrays."""
+    """Partition range(len(y)) into train, train_dev (a fraction of train), val and test index arrays.
+
+    val = 0 or test = 0 leaves that split empty (it comes from another file: dataset.val_from / test_from); the
+    other ratios keep their proportions."""
     from sklearn.model_selection import train_test_split
 
     n = len(y)
     index = np.arange(n)
     labels = y if stratify else None
+    empty = np.array([], dtype=np.int64)
     try:
-        rest, test_idx = train_test_split(index, test_size=test, random_state=seed, stratify=labels)
+        rest, test_idx = train_test_split(index, test_size=test, random_state=seed, stratify=labels) if test > 0 \
+            else (index, empty)
         rest_labels = y[rest] if stratify else None
         train_idx, val_idx = train_test_split(rest, test_size=val / (train + val), random_state=seed,
-                                              stratify=rest_labels)
+                                              stratify=rest_labels) if val > 0 else (rest, empty)
         dev_idx = np.array([], dtype=np.int64)
         if train_dev > 0:
             train_labels = y[train_idx] if stratify else None

@@ -52,16 +52,26 @@ def test_impossible_stratified_split_is_a_user_error():
         split_indices(y, 0.6, 0.2, 0.2, 0.0, True, seed=0)
 
 
-def test_normalisation_statistics_come_from_train_only():
-    rng = np.random.default_rng(0)
-    x = rng.normal(5.0, 2.0, size=(1000, 3)).astype(np.float32)
-    parts = split_indices(np.zeros(1000, dtype=int), 0.6, 0.2, 0.2, 0.0, False, seed=0)
-    x[parts["test"][0]] = 1e6  # an outlier in test must not move the statistics
-    mean, std = normalize.fit_stats(x[parts["train"]], per_channel=False)
-    assert np.allclose(mean, x[parts["train"]].mean(0), rtol=1e-5) and np.all(mean < 6)
-    assert np.allclose(std, x[parts["train"]].std(0), rtol=1e-4) and np.all(std < 3)
-    z = normalize.apply(x[parts["train"]], mean, std)
-    assert np.allclose(z.mean(0), 0, atol=1e-4) and np.allclose(z.std(0), 1, atol=1e-3)
+def test_normalisation_statistics_come_from_train_only(monkeypatch):
+    """Through the real data.load: val and test rows made wildly different must not move the statistics."""
+    from dlrun.data.sources import sklearn_sets  # noqa: F401  (registers the loaders)
+    from dlrun.data.sources import registry
+
+    load_digits = registry.get_loader("digits")
+    parts = split_indices(load_digits(DigitsConfig()).y, 0.6, 0.2, 0.2, 0.0, True, seed=0)
+    held_out = np.concatenate([parts["val"], parts["test"]])
+
+    def poisoned(cfg):
+        source = load_digits(cfg)
+        source.x = source.x.copy()
+        source.x[held_out] = 1e6  # if val or test rows reached fit_stats, the mean would be enormous
+        return source
+
+    monkeypatch.setitem(registry.DATASETS.items, "digits", poisoned)
+    splits = load(DigitsConfig(), SplitConfig())
+    train_raw = load_digits(DigitsConfig()).x[splits.train.index]
+    assert np.allclose(splits.mean.numpy().ravel(), train_raw.mean(axis=(0, 2, 3)), rtol=1e-5)
+    assert float(splits.std.max()) < 100 and float(splits.val.x.min()) > 1e3  # val is far out, train is not
 
 
 def test_constant_feature_does_not_divide_by_zero():
@@ -85,3 +95,26 @@ def test_load_digits_end_to_end():
 def test_max_samples_subsamples_before_splitting():
     splits = load(DigitsConfig(max_samples=200), SplitConfig())
     assert sum(len(s) for _, s in splits.items()) == 200
+
+
+def test_the_test_split_never_influences_training():
+    """Replace every test input and label by noise: the training history must not change by one bit."""
+    import torch
+
+    from dlrun import models
+    from dlrun.engine import fit
+    from tests.conftest import make_config
+
+    cfg = make_config(trainer={"max_epochs": 3}, reg={"dropout": 0.1})
+    histories = []
+    for scramble in (False, True):
+        splits = load(cfg.dataset, cfg.split)
+        if scramble:
+            g = torch.Generator().manual_seed(1)
+            splits.test.x = torch.randn(splits.test.x.shape, generator=g) * 100
+            splits.test.y = splits.test.y[torch.randperm(len(splits.test.y), generator=g)]
+        torch.manual_seed(0)
+        model = models.build(cfg.model, splits.in_shape, splits.num_outputs, cfg.reg)
+        histories.append(fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer))
+    strip = [[{k: v for k, v in r.items() if k != "epoch_seconds"} for r in h.rows] for h in histories]
+    assert strip[0] == strip[1]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -19,6 +19,9 @@ class Source:
     task: str  # classification | regression
     class_names: list[str] = field(default_factory=list)  # empty for regression
     description: str = ""
+    # loads another file or folder of the same kind with this source's encoding (columns, categories, classes):
+    # dataset.val_from / dataset.test_from. None: the dataset does not support bringing your own splits
+    load_like: Optional[Callable[[str, str], "Source"]] = None
 
 
 Loader = Callable[[Any], Source]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -42,7 +43,8 @@ def load_tabular(cfg) -> Source:
     _check_missing(cfg, target, features)
 
     task = _infer_task(target) if cfg.task == "auto" else cfg.task
-    x = _encode_features(features, str(cfg.path))
+    levels = _levels(features)  # categories come from this (the training) file only
+    x = _encode_features(features, str(cfg.path), levels)
     if task == "regression":
         if not _is_numeric(target):
             raise DlrunError(f"dataset.task=regression needs a numeric target, but dataset.target={cfg.target!r} "
@@ -50,33 +52,62 @@ def load_tabular(cfg) -> Source:
                              f"use dataset.task=classification (or auto)")
         y = target.to_numpy(dtype=np.float32)
         class_names: list[str] = []
+        values: list = []
     else:
         values = _sorted_values(target)
         y = target.map({value: i for i, value in enumerate(values)}).to_numpy(dtype=np.int64)
         class_names = [str(v) for v in values]
     log.info("tabular %s: %d rows, %d features after encoding, %s", cfg.path, len(x), x.shape[1], task)
+
+    def load_like(path: str, key: str) -> Source:
+        """Another table with the same columns, encoded with this file's categories and classes."""
+        other = _read(str(path), key)
+        if list(other.columns) != list(table.columns):
+            missing = [c for c in table.columns if c not in other.columns]
+            extra = [c for c in other.columns if c not in table.columns]
+            raise DlrunError(f"{key}={path!r} must have the columns of dataset.path={cfg.path!r}: "
+                             + (f"missing {', '.join(map(repr, missing))}" if missing else "")
+                             + ("; " if missing and extra else "")
+                             + (f"extra {', '.join(map(repr, extra))}" if extra else "")
+                             + ("" if missing or extra else "same names in another order"))
+        other_target, other_features = other[cfg.target], other.drop(columns=[cfg.target])
+        _check_missing(SimpleNamespace(path=path, target=cfg.target), other_target, other_features)
+        other_x = _encode_features(other_features, str(path), levels)
+        if task == "regression":
+            other_y = other_target.to_numpy(dtype=np.float32)
+        else:
+            index = {value: i for i, value in enumerate(values)}
+            unseen = sorted({str(v) for v in other_target.unique() if v not in index})
+            if unseen:
+                raise DlrunError(f"{key}={path!r} has target classes that dataset.path={cfg.path!r} lacks: "
+                                 f"{', '.join(unseen)}; the model can only predict the classes it was trained on "
+                                 f"({', '.join(class_names)})")
+            other_y = other_target.map(index).to_numpy(dtype=np.int64)
+        return Source(x=other_x, y=other_y, task=task, class_names=class_names,
+                      description=f"{Path(str(path)).name}: {len(other_x)} rows")
+
     return Source(x=x, y=y, task=task, class_names=class_names,
                   description=f"{Path(str(cfg.path)).name}: {len(x)} rows, {x.shape[1]} features, target "
-                              f"{cfg.target!r} ({task})")
+                              f"{cfg.target!r} ({task})", load_like=load_like)
 
 
-def _read(path: str):
+def _read(path: str, key: str = "dataset.path"):
     """The file as a DataFrame, by extension."""
     import pandas as pd
 
     file = Path(path).expanduser()
     suffix = file.suffix.lower()
     if suffix not in (".csv", ".parquet"):
-        raise DlrunError(f"dataset.path={path!r} has extension {suffix or '(none)'!r}, expected .csv or .parquet")
+        raise DlrunError(f"{key}={path!r} has extension {suffix or '(none)'!r}, expected .csv or .parquet")
     if not file.is_file():
-        raise DlrunError(f"dataset.path={path!r} does not exist ({file.resolve()})")
+        raise DlrunError(f"{key}={path!r} does not exist ({file.resolve()})")
     try:
         return pd.read_csv(file) if suffix == ".csv" else pd.read_parquet(file)
     except ImportError as err:  # read_parquet without pyarrow or fastparquet
-        raise DlrunError(f"dataset.path={path!r}: reading parquet needs pyarrow ({err}); "
+        raise DlrunError(f"{key}={path!r}: reading parquet needs pyarrow ({err}); "
                          f"install it with: pip install 'dlrun[parquet]'") from None
     except (ValueError, OSError) as err:  # pandas' ParserError and EmptyDataError are ValueErrors; arrow's OSError
-        raise DlrunError(f"dataset.path={path!r} cannot be read as {suffix[1:]}: {err}") from None
+        raise DlrunError(f"{key}={path!r} cannot be read as {suffix[1:]}: {err}") from None
 
 
 def _check_missing(cfg, target, features) -> None:
@@ -117,25 +148,44 @@ def _sorted_values(target) -> list:
         return sorted(values, key=str)
 
 
-def _encode_features(features, path: str) -> np.ndarray:
-    """(N, F) float32: numeric columns as they are, categorical columns one-hot."""
+def _categorical(features) -> list[str]:
     import pandas as pd
 
     types = pd.api.types
-    categorical = [name for name in features.columns
-                   if types.is_bool_dtype(features[name].dtype) or types.is_object_dtype(features[name].dtype)
-                   or types.is_string_dtype(features[name].dtype)
-                   or isinstance(features[name].dtype, pd.CategoricalDtype)]
+    return [name for name in features.columns
+            if types.is_bool_dtype(features[name].dtype) or types.is_object_dtype(features[name].dtype)
+            or types.is_string_dtype(features[name].dtype) or isinstance(features[name].dtype, pd.CategoricalDtype)]
+
+
+def _levels(features) -> dict[str, list]:
+    """Each categorical column's categories, in sorted order: the one-hot columns, fixed by the training file."""
+    return {name: _sorted_values(features[name].dropna()) for name in _categorical(features)}
+
+
+def _encode_features(features, path: str, levels: dict[str, list]) -> np.ndarray:
+    """(N, F) float32: numeric columns as they are, categorical columns one-hot over `levels` (a category the
+    training file lacks gets all zeros, with a warning)."""
+    import pandas as pd
+
+    types = pd.api.types
+    categorical = list(levels)
     unusable = [f"{name!r} ({features[name].dtype})" for name in features.columns
                 if name not in categorical and not types.is_numeric_dtype(features[name].dtype)]
     if unusable:
         raise DlrunError(f"{path}: columns {', '.join(unusable)} are neither numbers nor categories; convert them "
                          f"to numbers (e.g. a date to days since a reference date) or drop them")
     for name in categorical:
-        levels = features[name].nunique()
-        if levels > 100:
+        distinct = features[name].nunique()
+        if distinct > 100:
             log.warning("tabular %s: column %r has %d distinct values, one-hot encoded into as many columns; "
-                        "is it an identifier?", path, name, levels)
+                        "is it an identifier?", path, name, distinct)
+    features = features.copy()
+    for name in categorical:
+        unseen = set(features[name].dropna().unique()) - set(levels[name])
+        if unseen:
+            log.warning("tabular %s: column %r has %d categories the training file lacks (%s): encoded as zeros",
+                        path, name, len(unseen), ", ".join(map(str, sorted(unseen, key=str)[:5])))
+        features[name] = pd.Categorical(features[name], categories=levels[name])
     encoded = pd.get_dummies(features, columns=categorical, dtype=np.float32) if categorical else features
     x = encoded.to_numpy(dtype=np.float32)
     if not np.isfinite(x).all():  # inf (or a number too large for float32) would poison the normalisation
