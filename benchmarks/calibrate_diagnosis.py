@@ -31,35 +31,76 @@ FINDINGS = ("underfitting", "overfitting", "data_mismatch", "distribution_shift"
 COLUMNS = (*FINDINGS, "label_free")  # label_free: any label-free test fired (evidence, or a note when the error held)
 
 
-def config(seed: int):
+IMAGE_ONLY = ("rotation", "blur", "contrast", "occlusion")
+# planted causes, each its own training run per seed: a learning rate too small to learn in 10 epochs, and a big
+# model on a tenth of the data with no regularisation and no early stopping
+PLANTED = {"planted_underfit_tiny_lr": {"optim": {"lr": 1e-6}, "trainer": {"max_epochs": 10}},
+           "planted_overfit": {"split": {"train": 0.1, "val": 0.45, "test": 0.45},
+                               "early_stop": {"enabled": False}, "trainer": {"max_epochs": 60}}}
+
+
+def config(seed: int, model: str = "mlp", dataset: str = "digits", **groups):
+    from dataclasses import replace as with_
+
     from dlrun import config as c
 
-    return c.Config(model=c.MLPConfig(), dataset=c.DigitsConfig(), split=c.SplitConfig(seed=seed), reg=c.RegConfig(),
-                    early_stop=c.EarlyStopConfig(), optim=c.OptimConfig(), sched=c.SchedConfig(),
-                    trainer=c.TrainerConfig(seed=seed, progress="false", tensorboard=False, threads=1),
-                    report=c.ReportConfig(plots=False), shift=c.ShiftConfig())
+    models = {"mlp": c.MLPConfig, "lenet": c.LeNetConfig}
+    datasets = {"digits": c.DigitsConfig, "synthetic": c.SyntheticConfig}
+    cfg = c.Config(model=models[model](), dataset=datasets[dataset](), split=c.SplitConfig(seed=seed),
+                   reg=c.RegConfig(), early_stop=c.EarlyStopConfig(), optim=c.OptimConfig(), sched=c.SchedConfig(),
+                   trainer=c.TrainerConfig(seed=seed, progress="false", tensorboard=False, threads=1),
+                   report=c.ReportConfig(plots=False), shift=c.ShiftConfig())
+    for group, values in groups.items():
+        setattr(cfg, group, with_(getattr(cfg, group), **values))
+    return cfg
 
 
-def one_seed(seed: int) -> dict:
-    """{scenario: {finding: detected, "test_move": test - val error}} for one trained model."""
+def scenarios(dataset: str) -> dict:
+    """The shifts that apply: image-only shifts need images."""
+    if dataset == "digits":
+        return SCENARIOS
+    return {k: v for k, v in SCENARIOS.items() if not v or v["name"] not in IMAGE_ONLY}
+
+
+def _train(cfg):
     import torch
 
     from dlrun import data, models
+    from dlrun.engine import fit
+
+    torch.manual_seed(cfg.trainer.seed)
+    splits = data.load(cfg.dataset, cfg.split, cfg.shift)
+    torch.manual_seed(cfg.trainer.seed)
+    model = models.build(cfg.model, splits.in_shape, splits.num_outputs, cfg.reg)
+    return splits, model, fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer)
+
+
+def one_seed(job: tuple) -> dict:
+    """{scenario: {finding: detected, "test_move": test - val error}} for one trained model (and the planted ones)."""
+    import torch
+
+    from dlrun import data
     from dlrun.config import ShiftConfig
-    from dlrun.engine import evaluate, fit
+    from dlrun.engine import evaluate
     from dlrun.pipeline import _as_dict
     from dlrun.report import baselines_for, diagnose
 
+    seed, model_name, dataset, planted = job
     torch.set_num_threads(1)
-    cfg = config(seed)
-    torch.manual_seed(seed)
-    clean = data.load(cfg.dataset, cfg.split, cfg.shift)
-    torch.manual_seed(seed)
-    model = models.build(cfg.model, clean.in_shape, clean.num_outputs, cfg.reg)
-    history = fit(model, clean, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer)
+    cfg = config(seed, model_name, dataset)
+    clean, model, history = _train(cfg)
     baselines = baselines_for(clean)
     out = {}
-    for name, shift in SCENARIOS.items():
+    for name, groups in (PLANTED.items() if planted else []):
+        p_cfg = config(seed, model_name, dataset, **groups)
+        p_splits, p_model, p_history = _train(p_cfg)
+        evaluation = evaluate(p_model, p_splits, p_cfg.trainer)
+        d = diagnose(p_history, evaluation, p_cfg.report, [], _as_dict(p_cfg), baselines=baselines_for(p_splits),
+                     class_names=p_splits.class_names)
+        out[name] = {f: bool(getattr(d, f).detected) for f in FINDINGS}
+        out[name]["label_free"] = any(t["fires"] for t in d.shift_tests.values())
+        out[name]["test_move"] = evaluation.splits["test"].error - evaluation.splits["val"].error
+    for name, shift in scenarios(dataset).items():
         splits = clean if not shift else data.load(cfg.dataset, cfg.split, replace(ShiftConfig(), seed=seed, **shift))
         evaluation = evaluate(model, splits, cfg.trainer)
         d = diagnose(history, evaluation, cfg.report, [], _as_dict(cfg), baselines=baselines,
@@ -76,6 +117,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration.json"))
     parser.add_argument("--plot", default=None, help="write the power curves to this PNG")
+    parser.add_argument("--model", default="mlp", choices=("mlp", "lenet"))
+    parser.add_argument("--dataset", default="digits", choices=("digits", "synthetic"))
+    parser.add_argument("--planted", action="store_true", help="also train the planted under/overfitting runs")
     args = parser.parse_args()
 
     import logging
@@ -90,19 +134,20 @@ def main() -> None:
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         per_seed = []
-        for seed, result in enumerate(pool.map(one_seed, range(args.seeds))):
+        jobs = [(seed, args.model, args.dataset, args.planted) for seed in range(args.seeds)]
+        for seed, result in enumerate(pool.map(one_seed, jobs)):
             per_seed.append(result)
             print(f"seed {seed:3d}: healthy " + " ".join(f"{f}={'Y' if result['healthy'][f] else '.'}"
                                                           for f in FINDINGS), flush=True)
     n = args.seeds
     rows = {}
-    for name in SCENARIOS:
+    for name in per_seed[0]:
         rows[name] = {"test_move_median": float(np.median([r[name]["test_move"] for r in per_seed]))}
         for f in COLUMNS:
             k = sum(r[name][f] for r in per_seed)
             low, high = error_interval(k, n)
             rows[name][f] = {"fired": k, "runs": n, "rate": k / n, "interval": [low, high]}
-    result = {"seeds": n, "torch": torch.__version__, "device": "cpu", "seconds": time.perf_counter() - started,
+    result = {"seeds": n, "model": args.model, "dataset": args.dataset, "torch": torch.__version__, "device": "cpu", "seconds": time.perf_counter() - started,
               "date": time.strftime("%Y-%m-%d"), "results": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
@@ -122,7 +167,7 @@ def plot_power(result: dict, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, column, title in zip(axes, ("distribution_shift", "label_free"),
                                  ("distribution-shift verdict", "any label-free test fires")):
-        for shift in SHIFTS:
+        for shift in (s for s in SHIFTS if f"{s}_1" in result["results"]):
             rates = [result["results"][f"{shift}_{level}"][column]["rate"] for level in range(1, 6)]
             ax.plot(range(1, 6), rates, marker="o", label=shift)
         ax.axhline(0.95, color="grey", lw=0.8, ls="--")

@@ -88,4 +88,5 @@ class TerminalUI:
         lines.append(f"\nreport: {report['files']['markdown']}")
         out.print(Panel("\n".join(lines), title="diagnosis", expand=False))
         if run.get("interrupted"):
-            print("run interrupted: partial report written", file=sys.stderr)
+            print("run interrupted: checkpoint and partial report written; to continue:", file=sys.stderr)
+            print(f"  {run.get('resume_command', 'dlrun ... trainer.resume=RUN_DIR')}", file=sys.stderr)

@@ -122,6 +122,8 @@ def test_signal_saves_a_checkpoint_and_a_partial_report(tmp_path, sig):
     assert report["run"]["stop_reason"] == "interrupted" and report["run"]["interrupted"] is True
     assert report["run"]["epochs_run"] == last["epoch"]
     assert "interrupted" in (run_dir / "report.md").read_text()
+    # the terminal says how to continue, with the run's own overrides and folder
+    assert f"trainer.resume={run_dir}" in err and "trainer.max_epochs=100000" in err
 
 
 def test_python_dash_m_and_the_console_script_are_the_same_entry_point():
