@@ -78,6 +78,7 @@ def test_restore_best_puts_the_best_epoch_back(tmp_path):
     model, splits, history = _fit(cfg, out_dir=tmp_path)
     val_losses = [r["val_loss"] for r in history.rows]
     assert history.best_epoch == int(np.argmin(val_losses)) + 1
+    assert history.best_epoch < history.epochs_run  # else restoring would prove nothing
     best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
     assert best["epoch"] == history.best_epoch
     for key, value in model.state_dict().items():

@@ -90,3 +90,22 @@ def test_import_is_lazy():
     code = "import sys, dlrun.report.plots; print(sorted({'matplotlib', 'sklearn', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"  # matplotlib loads on first use, so `dlrun --help` stays fast
+
+
+def test_plots_draw_their_data_not_just_a_frame(tmp_path):
+    """The same arrays give the same pixels; other arrays, or another best epoch, give other pixels."""
+    def pixels(name, hist, best):
+        path = plots.learning_curves(hist, best_epoch=best, stop_epoch=11, path=tmp_path / f"{name}.png")
+        return np.asarray(Image.open(path).convert("L"), dtype=np.int16)
+
+    a, again = pixels("a", history(12), 8), pixels("again", history(12), 8)
+    assert np.array_equal(a, again)
+    other = history(12)
+    other["val_loss"] = other["val_loss"][::-1].copy()  # a rising validation curve
+    assert (np.abs(a - pixels("b", other, 8)) > 40).sum() > 500  # the curve moved: many pixels changed
+    assert (np.abs(a - pixels("c", history(12), 3)) > 40).sum() > 50  # the best-epoch marker moved
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 7, 200)
+    right = plots.confusion_matrix(y_true, y_true, CLASS_NAMES, tmp_path / "right.png")
+    wrong = plots.confusion_matrix(y_true, (y_true + 1) % 7, CLASS_NAMES, tmp_path / "wrong.png")
+    assert not np.array_equal(np.asarray(Image.open(right)), np.asarray(Image.open(wrong)))
