@@ -36,7 +36,8 @@ IMAGE_ONLY = ("rotation", "blur", "contrast", "occlusion")
 # model on a tenth of the data with no regularisation and no early stopping
 PLANTED = {"planted_underfit_tiny_lr": {"optim": {"lr": 1e-6}, "trainer": {"max_epochs": 10}},
            "planted_overfit": {"split": {"train": 0.1, "val": 0.45, "test": 0.45},
-                               "early_stop": {"enabled": False}, "trainer": {"max_epochs": 60}}}
+                               "early_stop": {"enabled": False, "restore_best": False},
+                               "trainer": {"max_epochs": 60}}}
 
 
 def config(seed: int, model: str = "mlp", dataset: str = "digits", **groups):

@@ -24,10 +24,10 @@ def baselines_for(splits, max_train: int = 5000) -> dict:
                                               max_train=max_train)
         # its training error on the rows it was fitted on (at most max_train): past them it would be held-out error
         out["simple_train_error"], out["simple_val_error"] = errors["fitted"], errors["val"]
-        out["simple_train_n"] = min(len(x_train), max_train)
+        out["simple_train_n"], out["simple_val_n"] = min(len(x_train), max_train), len(x_val)
     except ValueError as err:  # e.g. too few samples
         log.warning("no linear baseline: %s", err)
-        out["simple_train_error"] = out["simple_val_error"] = out["simple_train_n"] = None
+        out["simple_train_error"] = out["simple_val_error"] = out["simple_train_n"] = out["simple_val_n"] = None
     return out
 
 

@@ -321,9 +321,16 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, target_err
     simple_n = baselines.get("simple_train_n")
     scale = float(baselines.get("target_scale", 1.0))
     tol_units = _tolerance_in_units(tol, task, scale)
-    # what is achievable on the training data: the user's target, else what a linear model reaches, else 0
+    # what is achievable on the training data: the user's target, else what a linear model reaches, else 0. A
+    # linear model that memorised its training rows (its validation error more than the tolerance above its
+    # training error: few rows, many inputs) says little about what is achievable: its validation error is used
+    simple_val, simple_val_n = baselines.get("simple_val_error"), baselines.get("simple_val_n")
     if target_error is not None:
         reference, ref_name = target_error, "the target error (report.target_error)"
+    elif simple is not None and math.isfinite(simple) and simple_val is not None and simple_val_n \
+            and simple_val - simple > _tolerance_in_units(tol, task, scale):
+        reference, ref_name = simple_val, "a linear model's validation error (it memorised its training rows)"
+        simple, simple_n = simple_val, simple_val_n
     elif simple is not None and math.isfinite(simple):
         reference, ref_name = simple, "a linear model's training error"
     else:
@@ -345,7 +352,6 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, target_err
         low, high = math.sqrt(max(m_low, 0)) - reference, math.sqrt(max(m_high, 0)) - reference
     gap = Gap("reference", "train", excess, low, high, alpha)
     val = fig["val"]
-    simple_val = baselines.get("simple_val_error")
     trend = curves["train_trend"]
     # no signal: neither the network nor a linear model beats chance on held-out data, and the validation curve has
     # stopped improving (a run whose validation loss is still falling is first told to train longer; the training
@@ -354,7 +360,7 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, target_err
                  and curves["val_trend"] != "falling" and val.high >= chance and simple_val >= chance - tol_units)
     f.stats = {"train_error": train.error, "train_error_interval": [train.low, train.high], "reference": reference,
                "reference_name": ref_name, "excess": excess, "gap": gap.as_dict(), "chance_error": chance,
-               "simple_train_error": simple, "train_trend": trend, "simple_val_error": simple_val,
+               "simple_train_error": baselines.get("simple_train_error"), "train_trend": trend, "simple_val_error": simple_val,
                "no_signal": no_signal}
     lr = _get(settings, "optim.lr", 1e-3)
     max_epochs = _get(settings, "trainer.max_epochs", 50)

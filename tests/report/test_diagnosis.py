@@ -280,3 +280,16 @@ def test_next_command_replaces_keys_and_quotes_for_the_shell():
         "dlrun model=mlp reg.dropout=0.3"
     assert next_command([], {"model.hidden": [128, 64], "optim.lr": 1e-4}) == \
         "dlrun 'model.hidden=[128,64]' optim.lr=0.0001"
+
+
+def test_a_linear_model_that_memorised_its_rows_is_not_the_reference():
+    # 180 training rows, 64 inputs: logistic regression fits them perfectly and generalises at 20% error; a network
+    # at 8% training error is not underfitting for that
+    memorised = {**BASE, "simple_train_error": 0.0, "simple_train_n": 180, "simple_val_error": 0.2,
+                 "simple_val_n": 600}
+    d = _diagnose(_evaluation(train=0.08, val=0.15, test=0.15, n=(180, 600, 600)), baselines=memorised)
+    assert not d.underfitting.detected
+    assert d.underfitting.stats["reference"] == 0.2 and "memorised" in d.underfitting.stats["reference_name"]
+    honest = {**memorised, "simple_val_error": 0.03}  # a linear model that generalises: its training error counts
+    assert _diagnose(_evaluation(train=0.12, val=0.15, test=0.15, n=(1000, 600, 600)),
+                     baselines={**honest, "simple_train_n": 1000}).underfitting.detected
