@@ -67,7 +67,7 @@ class TerminalUI:
         table.add_column("loss", justify="right")
         metric = "error" if run["task"] == "classification" else "RMSE"
         table.add_column(metric, justify="right")
-        table.add_column("95% interval", justify="right")
+        table.add_column("interval", justify="right")
         for name, m in report["metrics"].items():
             interval = m.get("error_interval") or [None, None]
             table.add_row(name, str(m["n"]), _fmt(m["loss"]), _fmt(m["error"]),

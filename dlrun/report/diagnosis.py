@@ -217,11 +217,9 @@ def decompose(fig: dict[str, _Figure], target_error: Optional[float]) -> dict[st
     }
 
 
-FOCUS_WORDS = {"avoidable_bias": "avoidable bias (the training error itself): a bigger model, train longer, less "
-                                 "regularisation",
-               "variance": "variance (training vs held-out error): more regularisation, more data",
-               "data_mismatch": "data mismatch (train-dev vs validation): make the training data more like the "
-                                "validation data"}
+FOCUS_ADVICE = {"avoidable_bias": "a bigger model, train longer, less regularisation",
+                "variance": "more regularisation, more data",
+                "data_mismatch": "make the training data more like the validation data"}
 
 
 def _severity(size: float, tolerance: float, base: float = 0.0) -> str:
@@ -277,12 +275,13 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
         notes.append("the run was interrupted: the figures describe a partial training")
     focus = decomposition["focus"]
     if focus:
-        size = _pct(decomposition[focus] if focus != "avoidable_bias" else fig["train"].norm
-                    - (report_cfg.target_error or 0.0), task)
-        notes.insert(0, f"focus: of avoidable bias, variance and data mismatch, the largest is {FOCUS_WORDS[focus]} "
-                        f"({size}): work on it first (Ng)"
-                        + (" (optimal error taken as 0: set report.target_error)" if report_cfg.target_error is None
-                           and focus == "avoidable_bias" else "")
+        terms = {"avoidable_bias": fig["train"].norm - (report_cfg.target_error or 0.0),
+                 "variance": decomposition["variance"], "data_mismatch": decomposition["data_mismatch"]}
+        listed = ", ".join(f"{name.replace('_', ' ')} {_pct(value, task)}" for name, value in terms.items()
+                           if value is not None)
+        notes.insert(0, f"focus: {focus.replace('_', ' ')} is the largest term ({listed}"
+                        + (", against an optimal error of 0: set report.target_error" if report_cfg.target_error
+                           is None else "") + f"): work on it first (Ng): {FOCUS_ADVICE[focus]}"
                         + ("; the test split's own gap is the distribution-shift finding" if shift.detected else ""))
     _drop_repeated_commands([under, over, mismatch, shift])
     return Diagnosis(underfitting=under, overfitting=over, distribution_shift=shift, data_mismatch=mismatch,
