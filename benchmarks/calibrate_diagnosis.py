@@ -31,13 +31,16 @@ FINDINGS = ("underfitting", "overfitting", "data_mismatch", "distribution_shift"
 COLUMNS = (*FINDINGS, "label_free")  # label_free: any label-free test fired (evidence, or a note when the error held)
 
 
-IMAGE_ONLY = ("rotation", "blur", "contrast", "occlusion")
+IMAGE_ONLY = ("gaussian_noise", "rotation", "blur", "contrast", "occlusion")  # dlrun/data/shift.py
 # planted causes, each its own training run per seed: a learning rate too small to learn in 10 epochs, and a big
 # model on a tenth of the data with no regularisation and no early stopping
 PLANTED = {"planted_underfit_tiny_lr": {"optim": {"lr": 1e-6}, "trainer": {"max_epochs": 10}},
-           "planted_overfit": {"split": {"train": 0.1, "val": 0.45, "test": 0.45},
-                               "early_stop": {"enabled": False, "restore_best": False},
-                               "trainer": {"max_epochs": 60}}}
+           "planted_overfit_train_10pct": {"split": {"train": 0.1, "val": 0.45, "test": 0.45},
+                                          "early_stop": {"enabled": False, "restore_best": False},
+                                          "trainer": {"max_epochs": 60}},
+           "planted_overfit_train_5pct": {"split": {"train": 0.05, "val": 0.475, "test": 0.475},
+                                         "early_stop": {"enabled": False, "restore_best": False},
+                                         "trainer": {"max_epochs": 60}}}
 
 
 def config(seed: int, model: str = "mlp", dataset: str = "digits", **groups):
@@ -101,6 +104,7 @@ def one_seed(job: tuple) -> dict:
         out[name] = {f: bool(getattr(d, f).detected) for f in FINDINGS}
         out[name]["label_free"] = any(t["fires"] for t in d.shift_tests.values())
         out[name]["test_move"] = evaluation.splits["test"].error - evaluation.splits["val"].error
+        out[name]["val_gap"] = evaluation.splits["val"].error - evaluation.splits["train"].error
     for name, shift in scenarios(dataset).items():
         splits = clean if not shift else data.load(cfg.dataset, cfg.split, replace(ShiftConfig(), seed=seed, **shift))
         evaluation = evaluate(model, splits, cfg.trainer)
@@ -109,6 +113,7 @@ def one_seed(job: tuple) -> dict:
         out[name] = {f: bool(getattr(d, f).detected) for f in FINDINGS}
         out[name]["label_free"] = any(t["fires"] for t in d.shift_tests.values())
         out[name]["test_move"] = evaluation.splits["test"].error - evaluation.splits["val"].error
+        out[name]["val_gap"] = evaluation.splits["val"].error - evaluation.splits["train"].error
     return out
 
 
@@ -143,7 +148,8 @@ def main() -> None:
     n = args.seeds
     rows = {}
     for name in per_seed[0]:
-        rows[name] = {"test_move_median": float(np.median([r[name]["test_move"] for r in per_seed]))}
+        rows[name] = {"test_move_median": float(np.median([r[name]["test_move"] for r in per_seed])),
+                      "val_gap_median": float(np.median([r[name]["val_gap"] for r in per_seed]))}
         for f in COLUMNS:
             k = sum(r[name][f] for r in per_seed)
             low, high = error_interval(k, n)
@@ -182,12 +188,13 @@ def plot_power(result: dict, path: str) -> None:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| scenario | test - val error (median) | " + " | ".join(COLUMNS) + " |",
+    lines = ["| scenario | val - train, test - val error (medians) | " + " | ".join(COLUMNS) + " |",
              "|---|---:|" + "---|" * len(COLUMNS)]
     for name, row in result["results"].items():
         cells = [f"{row[f]['fired']}/{row[f]['runs']} [{row[f]['interval'][0]:.2f}, {row[f]['interval'][1]:.2f}]"
                  for f in COLUMNS]
-        lines.append(f"| {name} | {100 * row['test_move_median']:+.1f} pts | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {100 * row['val_gap_median']:+.1f}, {100 * row['test_move_median']:+.1f} pts | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
