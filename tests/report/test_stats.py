@@ -232,3 +232,14 @@ def test_import_is_lazy():
     code = "import sys, dlrun.report.stats; print(sorted({'scipy', 'sklearn', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"  # scipy and sklearn load on first use, so `dlrun --help` stays fast
+
+
+def test_the_linear_baseline_is_scored_on_the_rows_it_was_fitted_on():
+    """Past max_train rows the rest of the training split is held-out data for the baseline: its training error
+    must come from the fitted rows only (a memorising linear model: 0% there, chance on the rows it never saw)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 80))
+    y = rng.integers(0, 2, 600)  # random labels: 80 features memorise 60 rows, and nothing generalises
+    errors = stats.simple_baseline_errors(x, y, {"all_train": (x, y)}, "classification", max_train=60)
+    assert errors["fitted"] == 0.0
+    assert errors["all_train"] > 0.35  # scoring all 600 rows would have hidden underfitting on large data
