@@ -70,6 +70,8 @@ def _images(tmp: Path, classes=("cat", "dog"), per_class: int = 6, bad: str = ""
         (root / classes[0] / "broken.png").write_bytes(b"this is not a png")
     elif bad == "empty":
         (root / classes[0] / "empty.png").write_bytes(b"")
+    elif bad == "16bit":
+        Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)).save(root / classes[0] / "deep.png")
     elif bad == "truncated":
         data = (root / classes[0] / "0.png").read_bytes()
         (root / classes[0] / "cut.png").write_bytes(data[: len(data) // 2])
@@ -179,6 +181,8 @@ CASES = [
      "cannot read image"),
     ("truncated image", lambda t: ["dataset=image_folder", f"dataset.root={_images(t, bad='truncated')}"],
      "cannot read image"),
+    ("16-bit image", lambda t: ["dataset=image_folder", f"dataset.root={_images(t, bad='16bit')}"],
+     "is in PIL mode I;16 (16-bit or floating point)"),
     ("missing csv", lambda t: ["dataset=tabular", f"dataset.path={t / 'none.csv'}", "dataset.target=y"],
      "does not exist"),
     ("empty csv", lambda t: ["dataset=tabular", f"dataset.path={_csv(t, '')}", "dataset.target=y"],

@@ -42,6 +42,21 @@ def load_image_folder(cfg) -> Source:
                               f"{', grayscale' if cfg.grayscale else ''}", load_like=load_like)
 
 
+class _UnusableMode(Exception):
+    """An image whose pixels 8-bit RGB cannot hold (PIL would clip them silently)."""
+
+
+def _load_rgb(path: str):
+    """torchvision's default loader (RGB), refusing modes whose conversion would clip the values."""
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        image = Image.open(f)
+        if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+            raise _UnusableMode(image.mode)
+        return image.convert("RGB")
+
+
 def _read_folder(cfg, folder: str, key: str):
     """(x (N, C, H, W) float32 in [0, 1], y (N,), class names, root, size) of one folder of class folders."""
     from torchvision import transforms
@@ -57,7 +72,7 @@ def _read_folder(cfg, folder: str, key: str):
     to_array = transforms.Compose(([transforms.Grayscale(num_output_channels=1)] if cfg.grayscale else [])
                                   + [transforms.Resize(size), transforms.ToTensor()])  # ToTensor: [0, 1], (C, H, W)
     try:
-        images = ImageFolder(str(root), transform=to_array)
+        images = ImageFolder(str(root), transform=to_array, loader=_load_rgb)
     except FileNotFoundError as err:  # no class folders, or a class folder without images
         raise DlrunError(f"{key}={folder!r}: {err}. image_folder expects one sub-folder of images "
                          f"per class, e.g. root/cat/1.png, root/dog/2.png") from None
@@ -69,4 +84,7 @@ def _read_folder(cfg, folder: str, key: str):
         except OSError as err:  # PIL's UnidentifiedImageError, a truncated file
             raise DlrunError(f"{key}={folder!r}: cannot read image {path}: {err}. "
                              f"Delete or replace the file") from None
+        except _UnusableMode as err:
+            raise DlrunError(f"{key}={folder!r}: image {path} is in PIL mode {err} (16-bit or floating point): "
+                             "converting it to 8-bit RGB would clip its values; save it as an 8-bit image") from None
     return x, np.asarray(images.targets, dtype=np.int64), list(images.classes), root, size
