@@ -36,22 +36,34 @@ def _fail(message: str, code: int = 2) -> None:
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    in_sweep = hc.mode == RunMode.MULTIRUN
     try:
         validate(cfg)
-        from hydra.core.hydra_config import HydraConfig
-
         from dlrun import console
         from dlrun.pipeline import run
 
-        hc = HydraConfig.get()
         plain = OmegaConf.to_object(cfg)
         result = run(plain, Path(hc.runtime.output_dir), overrides=list(hc.overrides.task),
                      ui=console.TerminalUI(plain.trainer.progress))
     except DlrunError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
+        if in_sweep:  # one failing combination does not end the sweep: record it, score it as the worst
+            return _job_failed(hc, str(err), 2, "user error")
         _fail(str(err))
         return None
+    except Exception as err:  # noqa: BLE001 - a bug: its traceback goes to the job's log, the sweep goes on
+        if not in_sweep or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        import logging
+        import traceback
+
+        logging.getLogger(__name__).error("job failed:\n%s", traceback.format_exc())
+        return _job_failed(hc, f"{type(err).__name__}: {err}", 1, "exception")
     except KeyboardInterrupt:  # a second Ctrl-C: stop now; every file on disk is whole (atomic writes)
         _fail("stopped at once by a second Ctrl-C: the last checkpoint written is intact; resume from it with "
               "trainer.resume=RUN_DIR", code=130)
@@ -59,6 +71,17 @@ def app(cfg: DictConfig) -> float | None:
     if result.exit_code:
         sys.exit(result.exit_code)
     return result.objective
+
+
+def _job_failed(hc, error: str, exit_status: int, kind: str) -> float:
+    from dlrun.sweep.callback import record_failure
+
+    record_failure(Path(hc.runtime.output_dir), list(hc.overrides.task), error, exit_status, kind)
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]dlrun error in job {hc.job.num}:[/] {error}", markup=True)
+    return float("inf")  # the worst value for a sweeper that minimises the objective
 
 
 REPORT_USAGE = """usage: dlrun-report RUN_DIR [report.KEY=VALUE ...]
@@ -107,6 +130,11 @@ def main() -> None:
     except DlrunError as err:
         _fail(str(err))
     app()
+    from dlrun.sweep.callback import EXIT_JOBS_FAILED, FAILED_JOBS
+
+    if FAILED_JOBS:
+        _fail(f"{len(FAILED_JOBS)} sweep job{'s' if len(FAILED_JOBS) > 1 else ''} failed ({', '.join(FAILED_JOBS)}); "
+              "their overrides and errors are in the sweep folder's summary.md", code=EXIT_JOBS_FAILED)
 
 
 # what makes a folder hold a run: checking before Hydra writes .hydra/ into it keeps the earlier run untouched

@@ -32,3 +32,19 @@ def test_write_summary_reads_every_job_folder(tmp_path):
     md = (tmp_path / "summary.md").read_text()
     assert md.index("reg.dropout=1") < md.index("reg.dropout=0") and "without a report.json" in md
     assert json.loads((tmp_path / "summary.json").read_text())["jobs"][0]["job"] == "1"
+
+
+def test_failed_jobs_are_listed_with_their_overrides_error_and_status(tmp_path):
+    from dlrun.sweep.callback import record_failure
+
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "report.json").write_text(json.dumps(_report(["reg.dropout=0"], 0.05)))
+    record_failure(tmp_path / "1", ["reg.dropout=0.5", "trainer.resume=/x"], "trainer.resume='/x': no checkpoint",
+                   2, "user error")
+    summary = write_summary(tmp_path)
+    assert [r["job"] for r in summary["jobs"]] == ["0"] and summary["missing"] == []
+    assert summary["failed"] == [{"job": "1", "overrides": ["reg.dropout=0.5", "trainer.resume=/x"],
+                                  "error": "trainer.resume='/x': no checkpoint", "exit_status": 2,
+                                  "kind": "user error"}]
+    md = (tmp_path / "summary.md").read_text()
+    assert "## 1 failed job" in md and "| 1 | `reg.dropout=0.5 trainer.resume=/x` | 2 | trainer.resume='/x'" in md
