@@ -245,9 +245,9 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
 
     One statistical rule for every finding: the one-sided (1 - level) lower confidence bound of the gap must exceed
     `report.tolerance`. Underfitting, overfitting and data mismatch use level = report.alpha. Distribution shift
-    combines an error-gap test and label-free tests, so alpha is split between them: alpha/2 for the test-vs-
-    validation error gap, alpha/2 for the label-free family (Bonferroni inside it): its false-positive rate is at
-    most alpha. A label-free test that fires while the error does not move is a note, not a degradation.
+    splits alpha: alpha/2 for the test-vs-validation error gap (the verdict), alpha/2 for the label-free family
+    (Bonferroni inside it), which explains the gap or adds a note: an unshifted run gets a shift verdict or a shift
+    note at most alpha of the time. A label-free test that fires while the error does not move is a note.
     `baselines`: chance_error, simple_train_error, simple_train_n, simple_val_error, target_scale (report.baselines).
     """
     from dlrun.report import evidence
