@@ -43,14 +43,17 @@ PLANTED = {"planted_underfit_tiny_lr": {"optim": {"lr": 1e-6}, "trainer": {"max_
                                          "trainer": {"max_epochs": 60}}}
 
 
-def config(seed: int, model: str = "mlp", dataset: str = "digits", **groups):
+def config(seed: int, model: str = "mlp", dataset: str = "digits", samples: int = 0, **groups):
     from dataclasses import replace as with_
 
     from dlrun import config as c
 
     models = {"mlp": c.MLPConfig, "lenet": c.LeNetConfig}
     datasets = {"digits": c.DigitsConfig, "synthetic": c.SyntheticConfig}
-    cfg = c.Config(model=models[model](), dataset=datasets[dataset](), split=c.SplitConfig(seed=seed),
+    ds = datasets[dataset]()
+    if samples:
+        ds = with_(ds, n_samples=samples)
+    cfg = c.Config(model=models[model](), dataset=ds, split=c.SplitConfig(seed=seed),
                    reg=c.RegConfig(), early_stop=c.EarlyStopConfig(), optim=c.OptimConfig(), sched=c.SchedConfig(),
                    trainer=c.TrainerConfig(seed=seed, progress="false", tensorboard=False, threads=1),
                    report=c.ReportConfig(plots=False), shift=c.ShiftConfig())
@@ -89,14 +92,14 @@ def one_seed(job: tuple) -> dict:
     from dlrun.pipeline import _as_dict
     from dlrun.report import baselines_for, diagnose
 
-    seed, model_name, dataset, planted = job
+    seed, model_name, dataset, planted, samples = job
     torch.set_num_threads(1)
-    cfg = config(seed, model_name, dataset)
+    cfg = config(seed, model_name, dataset, samples)
     clean, model, history = _train(cfg)
     baselines = baselines_for(clean)
     out = {}
     for name, groups in (PLANTED.items() if planted else []):
-        p_cfg = config(seed, model_name, dataset, **groups)
+        p_cfg = config(seed, model_name, dataset, samples, **groups)
         p_splits, p_model, p_history = _train(p_cfg)
         evaluation = evaluate(p_model, p_splits, p_cfg.trainer)
         d = diagnose(p_history, evaluation, p_cfg.report, [], _as_dict(p_cfg), baselines=baselines_for(p_splits),
@@ -125,6 +128,8 @@ def main() -> None:
     parser.add_argument("--plot", default=None, help="write the power curves to this PNG")
     parser.add_argument("--model", default="mlp", choices=("mlp", "lenet"))
     parser.add_argument("--dataset", default="digits", choices=("digits", "synthetic"))
+    parser.add_argument("--samples", type=int, default=0,
+                        help="synthetic only: dataset.n_samples (larger splits confirm smaller gaps)")
     parser.add_argument("--planted", action="store_true", help="also train the planted under/overfitting runs")
     args = parser.parse_args()
 
@@ -140,7 +145,7 @@ def main() -> None:
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         per_seed = []
-        jobs = [(seed, args.model, args.dataset, args.planted) for seed in range(args.seeds)]
+        jobs = [(seed, args.model, args.dataset, args.planted, args.samples) for seed in range(args.seeds)]
         for seed, result in enumerate(pool.map(one_seed, jobs)):
             per_seed.append(result)
             print(f"seed {seed:3d}: healthy " + " ".join(f"{f}={'Y' if result['healthy'][f] else '.'}"
@@ -154,7 +159,7 @@ def main() -> None:
             k = sum(r[name][f] for r in per_seed)
             low, high = error_interval(k, n)
             rows[name][f] = {"fired": k, "runs": n, "rate": k / n, "interval": [low, high]}
-    result = {"seeds": n, "model": args.model, "dataset": args.dataset, "torch": torch.__version__, "device": "cpu", "seconds": time.perf_counter() - started,
+    result = {"seeds": n, "model": args.model, "dataset": args.dataset, "samples": args.samples, "torch": torch.__version__, "device": "cpu", "seconds": time.perf_counter() - started,
               "date": time.strftime("%Y-%m-%d"), "results": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

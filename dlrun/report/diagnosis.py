@@ -159,21 +159,26 @@ class Gap:
     low: float
     high: float
     level: float
+    confirmable: Optional[float] = None  # classification: the smallest observed gap these sample sizes can confirm
 
     def passes(self, tolerance: float) -> bool:
         """The one gate every finding uses: the gap exceeds the tolerance with confidence 1 - level."""
         return math.isfinite(self.low) and self.low > tolerance
 
     def as_dict(self) -> dict:
-        return {"size": self.size, "interval": [self.low, self.high], "level": self.level}
+        return {"size": self.size, "interval": [self.low, self.high], "level": self.level,
+                "confirmable_from": self.confirmable}
 
 
-def _gap(evaluation: Any, a: str, b: str, level: float, scale: float = 1.0) -> Gap:
-    """b's error minus a's, with a two-sided (1 - 2 level) interval: its lower end is the one-sided bound."""
+def _gap(evaluation: Any, a: str, b: str, level: float, scale: float = 1.0, tol: Optional[float] = None) -> Gap:
+    """b's error minus a's, with a two-sided (1 - 2 level) interval: its lower end is the one-sided bound. With
+    `tol`, also the smallest gap that split sizes like these can confirm (the gate's blind zone above tol)."""
     sa, sb = evaluation.splits[a], evaluation.splits[b]
     if evaluation.task == "classification":
         low, high = stats.rate_diff_interval(sa.errors, sa.n, sb.errors, sb.n, confidence=1 - 2 * level)
-        return Gap(a, b, sb.error - sa.error, low, high, level)
+        confirmable = None if tol is None else \
+            stats.smallest_confirmable_diff(sa.errors, sa.n, sb.n, tol, confidence=1 - 2 * level)
+        return Gap(a, b, sb.error - sa.error, low, high, level, confirmable)
     sq = [(np.asarray(s.y_pred, float) - np.asarray(s.y_true, float)) ** 2 for s in (sa, sb)]
     low, high = stats.rmse_diff_interval(sq[0], sq[1], confidence=1 - 2 * level)
     return Gap(a, b, (sb.error - sa.error) / scale, low / scale, high / scale, level)
@@ -190,6 +195,15 @@ def _gap_words(gap: Gap, task: str, tol: float) -> str:
     bound = f"{100 * gap.low:.2f}%" if task == "classification" else f"{gap.low:.4g}"
     return (f"a gap of {_pct(gap.size, task)}{unit}, whose one-sided {100 * (1 - gap.level):g}% lower confidence "
             f"bound {bound} {'exceeds' if gap.passes(tol) else 'does not exceed'} the tolerance {_pct(tol, task)}")
+
+
+def _blind_zone(gap: Gap, evaluation: Any, task: str) -> str:
+    """Why a real degradation can go unconfirmed: the smallest gap these split sizes confirm, when it is known."""
+    if gap.confirmable is None or not math.isfinite(gap.confirmable):
+        return ""
+    na, nb = evaluation.splits[gap.a].n, evaluation.splits[gap.b].n
+    return (f" with confidence (with {na} {gap.a.replace('_', '-')} and {nb} {gap.b.replace('_', '-')} samples, "
+            f"only a gap of {_pct(gap.confirmable, task)} or more is confirmed; larger splits confirm smaller gaps)")
 
 
 def decompose(fig: dict[str, _Figure], target_error: Optional[float]) -> dict[str, Any]:
@@ -428,7 +442,7 @@ def _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, 
     f = Finding()
     held_out = "train_dev" if "train_dev" in fig else "val"
     train, other = fig["train"], fig[held_out]
-    gap = _gap(evaluation, "train", held_out, alpha, scale)
+    gap = _gap(evaluation, "train", held_out, alpha, scale, tol)
     u = curves.get("u_curve") or {}
     f.stats = {"held_out": held_out, "gap": gap.as_dict(), "best_epoch": history.best_epoch,
                "val_min_epoch": curves.get("val_min_epoch"), "epochs_run": history.epochs_run,
@@ -466,7 +480,7 @@ def _data_mismatch(fig, evaluation, task, tol, alpha, overrides, scale) -> Findi
     f = Finding()
     if "train_dev" not in fig:
         return f
-    gap = _gap(evaluation, "train_dev", "val", alpha, scale)
+    gap = _gap(evaluation, "train_dev", "val", alpha, scale, tol)
     f.stats = {"gap": gap.as_dict()}
     if not gap.passes(tol):
         return f
@@ -492,7 +506,7 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
 
     f = Finding()
     val, test = fig["val"], fig["test"]
-    gap = _gap(evaluation, "val", "test", alpha / 2, scale)
+    gap = _gap(evaluation, "val", "test", alpha / 2, scale, tol)
     fired = [t for t in tests.values() if t["fires"]]
     fired_names = {t["name"] for t in fired}
     degraded = gap.passes(tol)
@@ -506,7 +520,7 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
             notes.append("the test inputs differ from the validation inputs (" + "; ".join(
                 f"{t['what']}: p = {t['p_value']:.2g} < {t['level']:.2g}" for t in fired) + "), but the test error "
                 f"({_pct(test.error, task)}) is not worse than validation ({_pct(val.error, task)}) by more than the "
-                "tolerance: a shift the model tolerates")
+                "tolerance" + _blind_zone(gap, evaluation, task) + ": a shift the model tolerates")
         return f
     f.detected = True
     f.severity = _severity(gap.size, tol, val.norm)

@@ -85,6 +85,26 @@ def rate_diff_interval(errors_a: int, n_a: int, errors_b: int, n_b: int,
     return (float(low), float(high))
 
 
+def smallest_confirmable_diff(errors_a: int, n_a: int, n_b: int, tolerance: float,
+                              confidence: float = 0.95) -> float:
+    """The smallest observed rate_b - rate_a whose Newcombe lower bound (two-sided `confidence`) exceeds `tolerance`,
+    with rate_a = errors_a / n_a fixed: the gap these sample sizes can confirm at all. nan if none can.
+    The lower bound grows with errors_b, so a bisection over the count finds it."""
+    if n_a == 0 or n_b == 0:
+        return math.nan
+
+    def confirms(k: int) -> bool:
+        return rate_diff_interval(errors_a, n_a, k, n_b, confidence)[0] > tolerance
+
+    low, high = math.floor(errors_a / n_a * n_b), n_b  # confirms(low) is False: the observed gap there is <= 0
+    if not confirms(high):
+        return math.nan
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if confirms(mid) else (mid, high)
+    return high / n_b - errors_a / n_a
+
+
 def rmse_diff_interval(sq_a: np.ndarray, sq_b: np.ndarray, confidence: float = 0.95, n_resamples: int = 1000,
                        seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of RMSE_b - RMSE_a from per-sample squared errors sq_a (n,) and sq_b (m,),

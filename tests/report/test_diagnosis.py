@@ -172,6 +172,9 @@ def test_shift_from_the_error_gap_with_label_free_evidence():
     d = _diagnose(_evaluation(feature_shift=1.0))
     assert not d.distribution_shift.detected
     assert any("a shift the model tolerates" in n and "MMD" in n for n in d.notes)
+    # the note says how large a gap these split sizes can confirm, and report.json carries it
+    assert any("or more is confirmed" in n for n in d.notes)
+    assert 0.05 < d.distribution_shift.stats["gap"]["confirmable_from"] < 0.5
     # worse test error with no label-free evidence: the validation split may have been overfit
     d = _diagnose(_evaluation(test=0.25))
     assert d.distribution_shift.detected

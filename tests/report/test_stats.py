@@ -243,3 +243,18 @@ def test_the_linear_baseline_is_scored_on_the_rows_it_was_fitted_on():
     errors = stats.simple_baseline_errors(x, y, {"all_train": (x, y)}, "classification", max_train=60)
     assert errors["fitted"] == 0.0
     assert errors["all_train"] > 0.35  # scoring all 600 rows would have hidden underfitting on large data
+
+
+@pytest.mark.parametrize("errors_a,n_a,n_b", [(0, 360, 360), (36, 360, 360), (10, 2000, 500), (3, 20, 20)])
+def test_smallest_confirmable_diff_is_the_edge_of_the_gate(errors_a, n_a, n_b):
+    tol, confidence = 0.05, 0.95
+    d = stats.smallest_confirmable_diff(errors_a, n_a, n_b, tol, confidence)
+    k = round((errors_a / n_a + d) * n_b)  # the count of errors in b at that gap
+    assert stats.rate_diff_interval(errors_a, n_a, k, n_b, confidence)[0] > tol
+    assert stats.rate_diff_interval(errors_a, n_a, k - 1, n_b, confidence)[0] <= tol
+    # larger samples confirm smaller gaps, and a gap is never confirmed below the tolerance
+    assert tol < d and stats.smallest_confirmable_diff(errors_a * 10, n_a * 10, n_b * 10, tol, confidence) < d
+
+
+def test_smallest_confirmable_diff_is_nan_when_no_gap_can_be_confirmed():
+    assert math.isnan(stats.smallest_confirmable_diff(4, 5, 5, 0.05))  # 80% -> 100% cannot clear 5 points on 5 rows
