@@ -41,6 +41,8 @@ def app(cfg: DictConfig) -> float | None:
 
     hc = HydraConfig.get()
     in_sweep = hc.mode == RunMode.MULTIRUN
+    if in_sweep:  # a new attempt at this job (a resumed sweep): an earlier failure no longer stands
+        (Path(hc.runtime.output_dir) / "failure.json").unlink(missing_ok=True)
     try:
         validate(cfg)
         from dlrun import console
@@ -68,9 +70,27 @@ def app(cfg: DictConfig) -> float | None:
         _fail("stopped at once by a second Ctrl-C: the last checkpoint written is intact; resume from it with "
               "trainer.resume=RUN_DIR", code=130)
         return None
+    if result.skipped:
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"dlrun: {result.run_dir} already holds a finished run (trainer.resume=auto): not trained again")
+    if result.signal:
+        _hand_on(result.signal)
     if result.exit_code:
         sys.exit(result.exit_code)
     return result.objective
+
+
+def _hand_on(signum: int) -> None:
+    """Give a signal dlrun has answered (checkpoint, partial report) to the handler it replaced, when that is a
+    Python function: under submitit, Slurm's warning signal (USR2) then requeues the job, which continues with
+    trainer.resume=auto. Without one (a plain dlrun), the run exits with 128 + the signal number."""
+    import signal
+
+    handler = signal.getsignal(signum)
+    if callable(handler) and handler not in (signal.default_int_handler,):
+        handler(signum, None)
 
 
 def _job_failed(hc, error: str, exit_status: int, kind: str) -> float:

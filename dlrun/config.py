@@ -254,7 +254,9 @@ class TrainerConfig:
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
     progress: str = "auto"  # auto | true | false (auto: only on a terminal)
-    resume: Optional[str] = None  # a run folder or a checkpoint file
+    # a run folder or a checkpoint file; auto: this run's own folder when it holds a checkpoint, nothing to do when
+    # it holds a finished run (a requeued Slurm job, a resumed sweep), a fresh start otherwise
+    resume: Optional[str] = None
     checkpoint_every: float = 60.0  # seconds between checkpoint writes (also written at the end and on a signal)
     tensorboard: bool = True  # write TensorBoard event files (when tensorboard is installed)
     compile: bool = False  # torch.compile the model (CUDA)

@@ -29,6 +29,8 @@ class RunResult:
     run_dir: Path
     exit_code: int  # 0; 128 + signal number when interrupted
     objective: Optional[float]  # the best monitored value, for Hydra sweepers
+    signal: Optional[int] = None  # the signal that stopped the run (cli.py hands it on to a launcher's handler)
+    skipped: bool = False  # trainer.resume=auto found this run already finished: nothing was trained
 
 
 class NullUI:
@@ -101,6 +103,34 @@ def _resume_state(cfg: Any) -> Optional[dict]:
     return state
 
 
+def finished_report(run_dir: Path) -> Optional[dict]:
+    """The report.json of a run that ended (not interrupted) in run_dir, else None: what trainer.resume=auto skips."""
+    import json
+
+    path = Path(run_dir) / "report.json"
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # none, or unreadable: the run did not finish (reports are written atomically)
+    return None if report.get("run", {}).get("interrupted", True) else report
+
+
+def _auto_resume(cfg: Any, run_dir: Path) -> tuple[Any, Optional[dict]]:
+    """trainer.resume=auto: (cfg, finished report) when run_dir holds a finished run, (cfg resuming run_dir, None) when
+    it holds a checkpoint, (cfg starting afresh, None) when it holds neither. What a requeued Slurm job or a resumed
+    sweep needs: rerun the same command, and every job continues where it stopped."""
+    from dataclasses import replace
+
+    finished = finished_report(run_dir)
+    has_checkpoint = (run_dir / "checkpoints" / "last.pt").is_file()
+    resume = str(run_dir) if has_checkpoint and finished is None else None
+    if finished is not None:
+        log.info("trainer.resume=auto: %s holds a finished run (report.json): not trained again", run_dir)
+    elif resume:
+        log.info("trainer.resume=auto: continuing the run in %s", run_dir)
+    return replace(cfg, trainer=replace(cfg.trainer, resume=resume)), finished
+
+
 def resume_command(overrides: list[str], run_dir: Path) -> str:
     """The command that continues this run: its own overrides, pointed at its own folder."""
     import shlex
@@ -129,6 +159,9 @@ def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], split
         "shift": splits.shift, "interrupted": history.stop_reason == "interrupted",
         "world_size": history.world_size, "notes": list(getattr(history, "notes", [])),
         "origins": getattr(splits, "origins", None) or {"val": "split", "test": "split"},
+        # what a sweeper optimises and the sweep summary ranks by: one metric, one direction (early_stop.monitor)
+        "objective": {"monitor": cfg.early_stop.monitor, "mode": cfg.early_stop.mode,
+                      "value": objective(history, cfg.early_stop)},
     }
     if history.stop_reason == "interrupted":
         run_info["resume_command"] = resume_command(overrides, run_dir)
@@ -176,6 +209,13 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunRes
 
     ui = ui or NullUI()
     run_dir = Path(run_dir)
+    if cfg.trainer.resume == "auto":
+        cfg, finished = _auto_resume(cfg, run_dir)
+        if finished is not None:
+            value = finished["run"].get("objective", {}).get("value")
+            worst = float("-inf") if cfg.early_stop.mode == "max" else float("inf")
+            return RunResult(report=finished, run_dir=run_dir, exit_code=0, skipped=True,
+                             objective=worst if value is None else value)
     _setup(cfg.trainer)
     resume = _resume_state(cfg) if cfg.trainer.resume else None  # read before an overwrite clears the folder
     if getattr(cfg.trainer, "overwrite", False):
@@ -221,7 +261,8 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunRes
     if history.signal:
         log.warning("run interrupted by %s: checkpoint and partial report written to %s; to continue: %s",
                     signal.Signals(history.signal).name, run_dir, resume_command(overrides, run_dir))
-    return RunResult(report=report, run_dir=run_dir, exit_code=exit_code, objective=objective(history, cfg.early_stop))
+    return RunResult(report=report, run_dir=run_dir, exit_code=exit_code, objective=objective(history, cfg.early_stop),
+                     signal=stopped_by)
 
 
 def objective(history: Any, early_stop: Any) -> Optional[float]:

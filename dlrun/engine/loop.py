@@ -3,7 +3,8 @@
 Hot-path rules, after KellerJordan/cifar10-airbench: the data lives on the device, a batch is a slice of a
 `randperm`, metrics stay tensors until the epoch ends (one host sync per epoch, for early stopping), and
 nothing is written to disk or logged per batch. Disk writes (checkpoints, metrics.csv, TensorBoard) happen
-at most every `trainer.checkpoint_every` seconds, at the end, and on SIGINT/SIGTERM.
+at most every `trainer.checkpoint_every` seconds, at the end, and on SIGINT/SIGTERM/SIGUSR2 (Slurm's warning signal
+as submitit asks for it: `--signal=USR2@SECONDS`).
 """
 
 from __future__ import annotations
@@ -132,9 +133,16 @@ class _StopFlag:
         self.signal: Optional[int] = None
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGUSR2,) if hasattr(signal, "SIGUSR2") else ())
+
+
 @contextlib.contextmanager
 def catch_signals(doing: str = "finishing the current batch, then saving"):
-    """SIGINT/SIGTERM set the yielded flag (and log `doing`); a second one raises KeyboardInterrupt at once."""
+    """SIGINT/SIGTERM/SIGUSR2 set the yielded flag (and log `doing`); a second one raises KeyboardInterrupt at once.
+
+    SIGUSR2 is the warning a Slurm job gets before its time limit (submitit's `--signal=USR2@signal_delay_s`):
+    dlrun checkpoints on it like on SIGTERM, and cli.py then hands it to the handler it replaced (submitit's, which
+    requeues the job)."""
     flag = _StopFlag()
     if threading.current_thread() is not threading.main_thread():
         yield flag  # signal handlers can only be set from the main thread
@@ -146,7 +154,7 @@ def catch_signals(doing: str = "finishing the current batch, then saving"):
         flag.signal = signum
         log.warning("received %s: %s", signal.Signals(signum).name, doing)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield flag
     finally:

@@ -1,0 +1,121 @@
+"""trainer.resume=auto: rerun the same command and every run continues where it stopped. What a resumed sweep and a
+requeued Slurm job (whose warning signal dlrun answers, then hands on to submitit) rely on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dlrun.pipeline import run
+from tests.conftest import make_config, run_dlrun
+
+
+def test_auto_resume_skips_a_finished_run_and_starts_an_empty_folder(tmp_path):
+    cfg = make_config(trainer={"max_epochs": 2, "resume": "auto"})
+    first = run(cfg, tmp_path / "a", overrides=[])
+    assert not first.skipped and first.report["run"]["epochs_run"] == 2  # nothing there: a fresh start
+    stamp = (tmp_path / "a" / "metrics.csv").stat().st_mtime_ns
+    again = run(cfg, tmp_path / "a", overrides=[])
+    assert again.skipped and again.objective == first.objective == first.report["run"]["objective"]["value"]
+    assert (tmp_path / "a" / "metrics.csv").stat().st_mtime_ns == stamp  # not trained again
+
+
+def test_auto_resume_continues_an_interrupted_run(tmp_path):
+    cfg = make_config(trainer={"max_epochs": 2, "resume": "auto"})
+    run(cfg, tmp_path / "a", overrides=[])
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    report["run"]["interrupted"] = True  # as a signal leaves it: a partial report beside the checkpoint
+    (tmp_path / "a" / "report.json").write_text(json.dumps(report))
+    longer = make_config(trainer={"max_epochs": 4, "resume": "auto"})
+    result = run(longer, tmp_path / "a", overrides=[])
+    assert not result.skipped and result.report["run"]["epochs_run"] == 4
+    with open(tmp_path / "a" / "metrics.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+
+
+# As submitit runs a job: its own USR2 handler (checkpoint the callable, requeue, exit), then the task.
+SUBMITIT_LIKE = """
+import signal, sys
+marker = sys.argv[1]
+
+def requeue(signum, frame):  # submitit's checkpoint_and_try_requeue, reduced to what the test can see
+    open(marker, "w").write(signal.Signals(signum).name)
+    sys.exit(-1)
+
+signal.signal(signal.SIGUSR2, requeue)
+sys.argv = ["dlrun", *sys.argv[2:]]
+from dlrun.cli import main
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR2"), reason="POSIX signals")
+def test_slurm_warning_signal_checkpoints_then_requeues_and_the_requeued_job_resumes(tmp_path):
+    from tests.engine.test_resume import _metrics, _rows
+
+    args = ["trainer.batch_size=4", "early_stop.patience=50", "trainer.max_epochs=4", "trainer.checkpoint_every=0",
+            "trainer.tensorboard=false", "trainer.progress=false", "report.plots=false", "model.hidden=[32]",
+            "trainer.resume=auto"]
+    whole = run_dlrun([*args, f"hydra.run.dir={tmp_path / 'whole'}"], tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    run_dir, marker = tmp_path / "job", tmp_path / "requeued"
+    command = [sys.executable, "-c", SUBMITIT_LIKE, str(marker), *args, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while len(_rows(run_dir / "metrics.csv")) < 1:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    time.sleep(float(_rows_seconds(run_dir)) / 2)
+    proc.send_signal(signal.SIGUSR2)
+    _, err = proc.communicate(timeout=120)
+    assert marker.read_text() == "SIGUSR2", err  # the launcher's handler got the signal after dlrun's checkpoint
+    assert proc.returncode == 255, err  # submitit's sys.exit(-1), not dlrun's 128 + N
+    from dlrun.engine import checkpoint
+
+    assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["partial"] is not None
+    # the requeued job runs the same command: it continues from the checkpoint, exactly
+    requeued = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert requeued.returncode == 0, requeued.stderr
+    assert _metrics(tmp_path / "whole" / "metrics.csv") == _metrics(run_dir / "metrics.csv")
+
+
+def _rows_seconds(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))[0]["epoch_seconds"]
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_without_retraining_its_finished_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "trainer.seed=0,1,2", "trainer.max_epochs=3", "trainer.progress=false", "report.plots=false",
+            "model.hidden=[16]", "trainer.tensorboard=false", f"hydra.sweep.dir={sweep}", "trainer.resume=auto"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "dlrun", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (sweep / "1" / "metrics.csv").exists():  # the sweep is in its second job
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert not (sweep / "2").exists() and not (sweep / "summary.json").exists()
+    first_job = (sweep / "0" / "metrics.csv").stat().st_mtime_ns
+    resumed = run_dlrun(args, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (sweep / "0" / "metrics.csv").stat().st_mtime_ns == first_job  # job 0 was not retrained
+    assert "already holds a finished run" in resumed.stderr
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert sorted(r["job"] for r in summary["jobs"]) == ["0", "1", "2"] and summary["missing"] == []
+    assert all(r["stop_reason"] == "max_epochs" for r in summary["jobs"])
