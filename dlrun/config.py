@@ -177,6 +177,10 @@ class SplitConfig:
     train_dev: float = 0.0  # Ng's train-dev set: same distribution as train, held out
     stratify: bool = True
     seed: int = 0
+    # k-fold cross-validation: folds=K > 1 splits what the test split leaves into K folds (split.val is then
+    # ignored) and fold i is the validation split; dlrun -m split.folds=5 'split.fold=range(5)' runs all K
+    folds: int = 0
+    fold: int = 0
 
 
 @dataclass
@@ -393,6 +397,10 @@ def validate(cfg: Any) -> None:
         f"split ratios must sum to 1, got {total:g} (train={s.train}, val={s.val}, test={s.test})",
     )
     _check(0.0 <= s.train_dev < 1.0, f"split.train_dev must be in [0, 1) (a fraction of train), got {s.train_dev}")
+    _check(s.folds == 0 or s.folds >= 2, f"split.folds must be 0 (no k-fold) or at least 2, got {s.folds}")
+    _check(s.folds == 0 or 0 <= s.fold < s.folds,
+           f"split.fold must be in 0..{s.folds - 1} (split.folds={s.folds}), got {s.fold}")
+    _check(s.folds != 0 or s.fold == 0, f"split.fold={s.fold} needs split.folds=K (k-fold cross-validation)")
 
     r = cfg.reg
     _check(0.0 <= r.dropout < 1.0, f"reg.dropout must be in [0, 1), got {r.dropout}")

@@ -176,6 +176,10 @@ def _explain(err: BaseException, overrides: list[str], conf_dir: str, line: Comm
         value = said.group(1) if said else _value_of(full_key, overrides)
         return f"{full_key}={value!r}: expected {_expected(str(cause))}"
     text = str(err)
+    present = re.search(r"An item is already at '([^']+)'", text)
+    if present:  # `+key=v` for a key the config already has
+        key = present.group(1)
+        return f"+{key}: the key exists already, the '+' adds new keys only; set it with {key}={_value_of(key, overrides)}"
     if "Ambiguous value" in text or "--multirun" in text:
         sweep = next((o for o in overrides if "," in o.split("=", 1)[-1]), "")
         return f"{sweep or 'the command line'} is a sweep: add -m (--multirun) to run one job per value"

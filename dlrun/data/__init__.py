@@ -35,8 +35,12 @@ def load(dataset_cfg, split_cfg, shift_cfg=None) -> Splits:
         raise DlrunError(f"dataset.{next(iter(brought))}_from is supported by dataset=tabular and "
                          f"dataset=image_folder, not dataset={dataset_cfg.name}")
     ratios = {"val": 0.0 if "val" in brought else split_cfg.val, "test": 0.0 if "test" in brought else split_cfg.test}
+    folds = getattr(split_cfg, "folds", 0)
+    if folds > 1 and "val" in brought:
+        raise DlrunError(f"split.folds={folds} chooses the validation split among the training data, "
+                         f"dataset.val_from={brought['val']} brings it from another file: use one of them")
     parts = split_indices(y, split_cfg.train, ratios["val"], ratios["test"], split_cfg.train_dev,
-                          stratify, split_cfg.seed)
+                          stratify, split_cfg.seed, folds=folds, fold=getattr(split_cfg, "fold", 0))
     for part, path in brought.items():
         log.info("dataset.%s_from=%s: the %s split comes from that file; %s is split %s", part, path, part,
                  getattr(dataset_cfg, "path", getattr(dataset_cfg, "root", "the dataset")),

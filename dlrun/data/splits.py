@@ -48,12 +48,13 @@ class Splits:
 
 
 def split_indices(y: np.ndarray, train: float, val: float, test: float, train_dev: float,
-                  stratify: bool, seed: int) -> dict[str, np.ndarray]:
+                  stratify: bool, seed: int, folds: int = 0, fold: int = 0) -> dict[str, np.ndarray]:
     """Partition range(len(y)) into train, train_dev (a fraction of train), val and test index arrays.
 
     val = 0 or test = 0 leaves that split empty (it comes from another file: dataset.val_from / test_from); the
-    other ratios keep their proportions."""
-    from sklearn.model_selection import train_test_split
+    other ratios keep their proportions. folds = K > 1: k-fold cross-validation; the test split is carved first and
+    stays the same for every fold, and fold i of the rest (scikit-learn's (Stratified)KFold) is the validation split."""
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
     n = len(y)
     index = np.arange(n)
@@ -63,8 +64,13 @@ def split_indices(y: np.ndarray, train: float, val: float, test: float, train_de
         rest, test_idx = train_test_split(index, test_size=test, random_state=seed, stratify=labels) if test > 0 \
             else (index, empty)
         rest_labels = y[rest] if stratify else None
-        train_idx, val_idx = train_test_split(rest, test_size=val / (train + val), random_state=seed,
-                                              stratify=rest_labels) if val > 0 else (rest, empty)
+        if folds > 1:
+            kfold = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
+            train_pos, val_pos = list(kfold.split(rest, rest_labels))[fold]
+            train_idx, val_idx = rest[train_pos], rest[val_pos]
+        else:
+            train_idx, val_idx = train_test_split(rest, test_size=val / (train + val), random_state=seed,
+                                                  stratify=rest_labels) if val > 0 else (rest, empty)
         dev_idx = np.array([], dtype=np.int64)
         if train_dev > 0:
             train_labels = y[train_idx] if stratify else None
@@ -72,8 +78,9 @@ def split_indices(y: np.ndarray, train: float, val: float, test: float, train_de
                                                   stratify=train_labels)
     except ValueError as err:  # sklearn: too few members of a class, or a split that would be empty
         hint = " (or set split.stratify=false)" if stratify else ""
+        kfold_words = f", folds={folds}" if folds > 1 else ""
         raise DlrunError(f"cannot split {n} samples as train={train}, val={val}, test={test}, "
-                         f"train_dev={train_dev}: {err}{hint}") from None
+                         f"train_dev={train_dev}{kfold_words}: {err}{hint}") from None
     return {"train": np.sort(train_idx), "train_dev": np.sort(dev_idx), "val": np.sort(val_idx),
             "test": np.sort(test_idx)}
 

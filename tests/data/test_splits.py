@@ -118,3 +118,30 @@ def test_the_test_split_never_influences_training():
         histories.append(fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer))
     strip = [[{k: v for k, v in r.items() if k != "epoch_seconds"} for r in h.rows] for h in histories]
     assert strip[0] == strip[1]
+
+
+def test_k_fold_validation_folds_partition_what_the_test_split_leaves():
+    y = np.repeat(np.arange(4), 50)
+    parts = [split_indices(y, 0.6, 0.2, 0.2, 0.0, True, seed=3, folds=5, fold=i) for i in range(5)]
+    test = parts[0]["test"]
+    assert all(np.array_equal(p["test"], test) for p in parts)  # the test split is the same for every fold
+    vals = np.concatenate([p["val"] for p in parts])
+    assert len(vals) == len(set(vals)) == 200 - len(test)  # each non-test sample validates exactly once
+    assert not set(vals) & set(test)
+    for p in parts:
+        assert not set(p["train"]) & set(p["val"]) and len(p["train"]) + len(p["val"]) + len(test) == 200
+        assert np.bincount(y[p["val"]]).tolist() == [8] * 4  # stratified: 32 per fold, 8 per class
+
+
+def test_k_fold_normalises_with_the_training_folds_only():
+    import torch
+
+    cfg = DigitsConfig()
+    a = load(cfg, SplitConfig(folds=3, fold=0), None)
+    b = load(cfg, SplitConfig(folds=3, fold=1), None)
+    assert torch.equal(a.test.y, b.test.y) and not torch.equal(a.val.y, b.val.y)
+    assert not torch.allclose(a.mean, b.mean)  # per fold: statistics of that fold's training rows
+    from dlrun.data.sources import get_loader
+
+    raw = get_loader("digits")(cfg)
+    assert np.allclose(a.mean.numpy().ravel(), raw.x[a.train.index].mean(axis=(0, 2, 3)), rtol=1e-5)
