@@ -140,6 +140,28 @@ def report_main(argv: list[str] | None = None) -> None:
         _fail(str(err))
 
 
+SUMMARY_USAGE = """usage: dlrun-summary SWEEP_DIR
+
+Rebuild a sweep's summary (summary.json, .md, .csv, .html) from its job folders, and print it: for a sweep whose
+launcher did not wait for its jobs (a detached Slurm sweep), a partly failed one, or jobs added by a resumed sweep."""
+
+
+def summary_main(argv: list[str] | None = None) -> None:
+    """`dlrun-summary SWEEP_DIR`: rebuild and print the summary of a sweep folder."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print(SUMMARY_USAGE)
+        sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    sweep_dir = Path(argv[0])
+    if not sweep_dir.is_dir() or not any(p.is_dir() and (p / ".hydra").is_dir() for p in sweep_dir.iterdir()):
+        _fail(f"{sweep_dir} is not a sweep folder: give the folder of a `dlrun -m` sweep (multirun/DATE/TIME, or "
+              "its hydra.sweep.dir), whose job folders 0/, 1/, ... hold .hydra/")
+    from dlrun.console import sweep_table
+    from dlrun.sweep.summary import write_summary
+
+    sweep_table(write_summary(sweep_dir), str(sweep_dir))
+
+
 def main() -> None:
     try:
         argv = sys.argv[1:]
@@ -150,8 +172,12 @@ def main() -> None:
     except DlrunError as err:
         _fail(str(err))
     app()
-    from dlrun.sweep.callback import EXIT_JOBS_FAILED, FAILED_JOBS
+    from dlrun.sweep.callback import EXIT_JOBS_FAILED, FAILED_JOBS, LAST_SUMMARY
 
+    if LAST_SUMMARY:
+        from dlrun.console import sweep_table
+
+        sweep_table(LAST_SUMMARY, LAST_SUMMARY["sweep_dir"])
     if FAILED_JOBS:
         _fail(f"{len(FAILED_JOBS)} sweep job{'s' if len(FAILED_JOBS) > 1 else ''} failed ({', '.join(FAILED_JOBS)}); "
               "their overrides and errors are in the sweep folder's summary.md", code=EXIT_JOBS_FAILED)

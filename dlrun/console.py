@@ -90,3 +90,36 @@ class TerminalUI:
         if run.get("interrupted"):
             print("run interrupted: checkpoint and partial report written; to continue:", file=sys.stderr)
             print(f"  {run.get('resume_command', 'dlrun ... trainer.resume=RUN_DIR')}", file=sys.stderr)
+
+
+SHORT = {"underfitting": "underfit", "overfitting": "overfit", "data_mismatch": "mismatch",
+         "distribution_shift": "shift"}
+
+
+def sweep_table(summary: dict, sweep_dir: str, console: Optional[Console] = None) -> None:
+    """The sweep's jobs as a table (best first, swept keys as columns), the failures below it, then where the
+    summary files are."""
+    # a log file or a pipe gets wide lines (rich would assume 80 columns); a terminal, its own width
+    console = console or Console(stderr=True, highlight=False, soft_wrap=True,
+                                 width=None if sys.stderr.isatty() else 160)
+    metric = summary["rank_by"]["metric"]
+    table = Table(title=f"sweep: {len(summary['jobs'])} jobs, ranked by {metric} ({summary['rank_by']['mode']})")
+    for column in ("job", *summary["swept"], metric, "val err", "test err", "stop", "verdicts"):
+        table.add_column(column, justify="left" if column in ("stop", "verdicts") else "right",
+                         overflow="fold" if column == "verdicts" else "ellipsis")
+    for i, r in enumerate(summary["jobs"]):
+        fired = [f"{SHORT.get(name, name)}:{sev}" for name, sev in r["verdicts"].items() if sev != "no"]
+        table.add_row(r["job"], *(r["params"].get(k, "") for k in summary["swept"]), _fmt(r["objective"]),
+                      _fmt(r["val_error"]), _fmt(r["test_error"]), str(r["stop_reason"]),
+                      " ".join(fired) or "none", style="bold green" if i == 0 else None)
+    for r in summary["failed"]:
+        table.add_row(r["job"], *(r["params"].get(k, "") for k in summary["swept"]), "-", "-", "-",
+                      "failed", f"exit {r['exit_status']}", style="red")
+    console.print(table)
+    for g in summary.get("folds") or []:
+        setting = " ".join(f"{k}={v}" for k, v in g["setting"].items()) or "all jobs"
+        console.print(f"k-fold {setting}: {metric} {_fmt(g['objective_mean'])} ± {_fmt(g['objective_std'])} "
+                      f"over {g['folds']} folds")
+    for r in summary["failed"]:
+        console.print(f"[red]job {r['job']} failed:[/] {r['error']}", markup=True)
+    console.print(f"summary: {sweep_dir}/summary.html (also .md, .csv, .json)")

@@ -160,7 +160,7 @@ def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], split
         "world_size": history.world_size, "notes": list(getattr(history, "notes", [])),
         "origins": getattr(splits, "origins", None) or {"val": "split", "test": "split"},
         # what a sweeper optimises and the sweep summary ranks by: one metric, one direction (early_stop.monitor)
-        "objective": {"monitor": cfg.early_stop.monitor, "mode": cfg.early_stop.mode,
+        "objective": {"monitor": cfg.early_stop.monitor, "mode": "max" if cfg.early_stop.mode == "max" else "min",
                       "value": objective(history, cfg.early_stop)},
     }
     if history.stop_reason == "interrupted":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dlrun.sweep.callback import summarize, write_summary
 
 
@@ -45,6 +47,79 @@ def test_failed_jobs_are_listed_with_their_overrides_error_and_status(tmp_path):
     assert [r["job"] for r in summary["jobs"]] == ["0"] and summary["missing"] == []
     assert summary["failed"] == [{"job": "1", "overrides": ["reg.dropout=0.5", "trainer.resume=/x"],
                                   "error": "trainer.resume='/x': no checkpoint", "exit_status": 2,
-                                  "kind": "user error"}]
+                                  "kind": "user error", "params": {"reg.dropout": "0.5", "trainer.resume": "/x"}}]
     md = (tmp_path / "summary.md").read_text()
     assert "## 1 failed job" in md and "| 1 | `reg.dropout=0.5 trainer.resume=/x` | 2 | trainer.resume='/x'" in md
+
+
+def _job(tmp_path, job, overrides, val, val_loss, test=None, monitor="val_loss", mode="min"):
+    report = _report(overrides, val)
+    report["run"]["objective"] = {"monitor": monitor, "mode": mode, "value": val_loss}
+    report["metrics"]["test"]["error"] = test
+    (tmp_path / job).mkdir(parents=True)
+    (tmp_path / job / "report.json").write_text(json.dumps(report))
+
+
+def test_a_2x2_grid_is_ranked_by_the_monitored_metric_with_one_column_and_one_plot_per_swept_key(tmp_path):
+    import csv
+
+    grid = [("reg.dropout=0", "optim.lr=0.001"), ("reg.dropout=0", "optim.lr=0.1"),
+            ("reg.dropout=0.5", "optim.lr=0.001"), ("reg.dropout=0.5", "optim.lr=0.1")]
+    # val_loss (what early stopping monitored) and val error disagree on the best job: the summary follows val_loss,
+    # as an Optuna sweeper minimising the returned objective does
+    for i, (dropout, lr) in enumerate(grid):
+        _job(tmp_path, str(i), [dropout, lr, "trainer.max_epochs=3"], val=[0.05, 0.2, 0.04, 0.3][i],
+             val_loss=[0.3, 0.9, 0.35, 1.2][i])
+    summary = write_summary(tmp_path)
+    assert summary["rank_by"] == {"metric": "val_loss", "mode": "min"}
+    assert summary["swept"] == ["optim.lr", "reg.dropout"]  # trainer.max_epochs is the same in every job
+    assert [r["job"] for r in summary["jobs"]] == ["0", "2", "1", "3"] and summary["best"] == "0"
+    with open(tmp_path / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["job"], r["optim.lr"], r["reg.dropout"], r["val_loss"]) for r in rows][:2] == \
+        [("0", "0.001", "0", "0.3"), ("2", "0.001", "0.5", "0.35")]
+    html = (tmp_path / "summary.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 2 and "against optim.lr" in html
+    assert "<b>val_loss</b> (min)" in html and "http" not in html.replace("http-equiv", "")  # self-contained
+
+
+def test_a_maximised_monitor_ranks_the_largest_first_and_mixed_monitors_fall_back_to_val_error(tmp_path):
+    _job(tmp_path / "a", "0", ["x=1"], val=0.1, val_loss=0.5, monitor="val_accuracy", mode="max")
+    _job(tmp_path / "a", "1", ["x=2"], val=0.2, val_loss=0.9, monitor="val_accuracy", mode="max")
+    assert write_summary(tmp_path / "a", plots=False)["best"] == "1"
+    _job(tmp_path / "b", "0", ["early_stop.monitor=val_loss"], val=0.1, val_loss=0.5)
+    _job(tmp_path / "b", "1", ["early_stop.monitor=train_loss"], val=0.2, val_loss=0.01, monitor="train_loss")
+    summary = write_summary(tmp_path / "b", plots=False)
+    assert summary["rank_by"]["metric"] == "val_error" and summary["best"] == "0"
+
+
+def test_k_fold_sweeps_get_the_mean_and_std_across_folds_of_each_setting(tmp_path):
+    errors = {"0": [0.10, 0.12, 0.14], "0.5": [0.05, 0.07, 0.06]}
+    job = 0
+    for dropout, values in errors.items():
+        for fold, value in enumerate(values):
+            _job(tmp_path, str(job), ["split.folds=3", f"split.fold={fold}", f"reg.dropout={dropout}"],
+                 val=value, val_loss=value * 10, test=value + 0.01)
+            job += 1
+    summary = write_summary(tmp_path, plots=False)
+    best, worst = summary["folds"]
+    assert best["setting"] == {"reg.dropout": "0.5"} and best["folds"] == 3 and best["jobs"] == ["3", "4", "5"]
+    assert best["val_error_mean"] == pytest.approx(0.06) and best["val_error_std"] == pytest.approx(0.01)
+    assert worst["objective_mean"] == pytest.approx(1.2) and worst["test_error_std"] == pytest.approx(0.02)
+    assert "0.0600 ± 0.0100" in (tmp_path / "summary.md").read_text()
+
+
+def test_dlrun_summary_rebuilds_and_prints_the_summary_of_a_sweep_folder(tmp_path, capsys):
+    from dlrun.cli import summary_main
+
+    for i, (val, loss) in enumerate([(0.2, 0.9), (0.1, 0.4)]):
+        _job(tmp_path, str(i), [f"reg.dropout={i}"], val=val, val_loss=loss)
+        (tmp_path / str(i) / ".hydra").mkdir()
+    summary_main([str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "ranked by val_loss (min)" in err and f"summary: {tmp_path}/summary.html" in err
+    assert err.index("0.4000") < err.index("0.9000")  # best first
+    assert json.loads((tmp_path / "summary.json").read_text())["best"] == "1"
+    with pytest.raises(SystemExit) as stop:  # not a sweep folder: one line, exit 2
+        summary_main([str(tmp_path / "0")])
+    assert stop.value.code == 2 and "is not a sweep folder" in capsys.readouterr().err

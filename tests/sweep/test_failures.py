@@ -23,6 +23,8 @@ def test_a_failing_job_does_not_end_the_sweep(tmp_path):
     assert errors[0].startswith("dlrun error in job 0: trainer.resume=") and "no checkpoint" in errors[0]
     assert errors[-1].startswith("dlrun error: 1 sweep job failed (0)")
     assert (sweep / "1" / "report.json").is_file()  # the other job ran
+    assert "ranked by val_loss (min)" in done.stderr and "job 0 failed: trainer.resume=" in done.stderr
+    assert all((sweep / f"summary.{ext}").is_file() for ext in ("json", "md", "csv", "html"))
     summary = json.loads((sweep / "summary.json").read_text())
     assert [r["job"] for r in summary["jobs"]] == ["1"]
     assert [(r["job"], r["exit_status"], r["kind"]) for r in summary["failed"]] == [("0", 2, "user error")]

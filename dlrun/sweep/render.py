@@ -1,0 +1,60 @@
+"""summary.html: the sweep's table and a plot of the monitored metric against each swept parameter, in one
+self-contained file (plots inlined as PNG), in the style of the run report."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from dlrun.sweep.summary import _number, command, fmt
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def html(summary: dict, plots: bool = True) -> str:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    env.filters["fmt"] = fmt
+    figures = {key: param_plot(summary, key) for key in summary["swept"]} if plots and summary["jobs"] else {}
+    return env.get_template("summary.html.j2").render(s=summary, command=command, figures=figures)
+
+
+def param_plot(summary: dict, key: str) -> str:
+    """A PNG (base64) of the monitored metric against one swept parameter: one point per job, the mean per value
+    joined by a line; a log axis when positive numbers span more than two decades; categories otherwise."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [r for r in summary["jobs"] if r["objective"] is not None and np.isfinite(r["objective"])]
+    values = [r["params"].get(key, "(default)") for r in rows]
+    numbers = [_number(v) for v in values]
+    numeric = bool(rows) and all(x is not None for x in numbers)
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    if numeric:
+        x = np.array(numbers, dtype=float)
+        order = sorted(set(x))
+        means = [np.mean([r["objective"] for r, xi in zip(rows, x) if xi == v]) for v in order]
+        if min(order) > 0 and max(order) / min(order) > 100:
+            ax.set_xscale("log")
+    else:
+        order = sorted(set(values), key=lambda v: values.index(v))
+        x = np.array([order.index(v) for v in values], dtype=float)
+        means = [np.mean([r["objective"] for r, v in zip(rows, values) if v == o]) for o in order]
+        ax.set_xticks(range(len(order)), [str(o) for o in order], rotation=20, fontsize=9)
+        order = list(range(len(order)))
+    ax.plot(x, [r["objective"] for r in rows], "o", alpha=0.6, label="job")
+    ax.plot(order, means, "-", color="C1", label="mean")
+    ax.set_xlabel(key)
+    ax.set_ylabel(f"{summary['rank_by']['metric']} ({summary['rank_by']['mode']})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")

@@ -1,0 +1,211 @@
+"""The summary of a sweep, built from its job folders: one row per job (its report.json, or failure.json), ranked by
+the monitored validation metric (early_stop.monitor and mode: what a sweeper optimised), the swept parameters, and
+for k-fold sweeps the mean and standard deviation across folds of every other setting.
+
+Written into the sweep folder as summary.json (versioned), summary.md, summary.csv and a self-contained summary.html
+with a plot of the monitored metric against each swept parameter. `write_summary` is what the Hydra callback and
+`dlrun-summary SWEEP_DIR` call; everything else here is pure.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shlex
+from pathlib import Path
+from typing import Any, Optional
+
+SCHEMA_VERSION = 3  # 3: objective and rank_by, swept parameters, k-fold groups, status per job
+FINDINGS = ("underfitting", "overfitting", "data_mismatch", "distribution_shift")
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, str]:
+    """["reg.dropout=0.5", "+x=1"] -> {"reg.dropout": "0.5", "x": "1"} (the last value of a key wins)."""
+    out = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep:
+            out[key.lstrip("+~")] = value
+    return out
+
+
+def _number(value: str) -> Optional[float]:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _row(job: str, report: dict) -> dict:
+    metrics, run = report.get("metrics", {}), report["run"]
+    objective = run.get("objective") or {"monitor": "val_error", "mode": "min",
+                                         "value": metrics.get("val", {}).get("error")}
+    return {
+        "job": job, "status": "done", "overrides": run["overrides"], "params": parse_overrides(run["overrides"]),
+        "monitor": objective["monitor"], "mode": objective["mode"], "objective": objective["value"],
+        "train_error": metrics.get("train", {}).get("error"), "val_error": metrics.get("val", {}).get("error"),
+        "test_error": metrics.get("test", {}).get("error"), "best_epoch": run["best_epoch"],
+        "stop_reason": run["stop_reason"], "wall_seconds": run.get("wall_seconds"),
+        "verdicts": {f: (report["diagnosis"][f]["severity"] if report["diagnosis"][f]["detected"] else "no")
+                     for f in FINDINGS if f in report["diagnosis"]},
+    }
+
+
+def _ranking(rows: list[dict]) -> tuple[str, str, Any]:
+    """(metric, mode, sort key): the jobs' common monitored metric, else validation error (when the sweep changes
+    early_stop.monitor, its values are not comparable across jobs)."""
+    monitors = {(r["monitor"], r["mode"]) for r in rows}
+    if len(monitors) == 1:
+        metric, mode = monitors.pop()
+        field = "objective"
+    else:
+        metric, mode, field = "val_error", "min", "val_error"
+    sign = -1.0 if mode == "max" else 1.0
+
+    def key(row: dict) -> tuple:
+        value = row[field]
+        return (value is None, sign * value if value is not None else 0.0, len(row["job"]), row["job"])
+
+    return metric, mode, key
+
+
+def summarize(reports: dict[str, dict], failed: Optional[list[dict]] = None,
+              missing: Optional[list[str]] = None) -> dict:
+    """{job folder: report.json content} (+ failure.json contents) -> the summary, best job first."""
+    rows = [_row(job, report) for job, report in reports.items()]
+    metric, mode, key = _ranking(rows)
+    rows.sort(key=key)
+    failed = [{**r, "params": parse_overrides(r["overrides"])} for r in (failed or [])]
+    every = [r["params"] for r in rows + failed]
+    keys = sorted({k for params in every for k in params})
+    swept = [k for k in keys if len({params.get(k) for params in every}) > 1]
+    return {"schema_version": SCHEMA_VERSION, "rank_by": {"metric": metric, "mode": mode}, "swept": swept,
+            "jobs": rows, "best": rows[0]["job"] if rows else None, "failed": failed, "missing": list(missing or []),
+            "folds": fold_groups(rows, swept)}
+
+
+def fold_groups(rows: list[dict], swept: list[str]) -> Optional[list[dict]]:
+    """k-fold sweeps (split.fold swept): mean and sample standard deviation across folds of each other setting."""
+    import numpy as np
+
+    if "split.fold" not in swept:
+        return None
+    others = [k for k in swept if k != "split.fold"]
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row["params"].get(k) for k in others), []).append(row)
+    out = []
+    for setting, members in groups.items():
+        entry = {"setting": dict(zip(others, setting)), "folds": len(members),
+                 "jobs": sorted((m["job"] for m in members), key=lambda j: (len(j), j))}
+        for field in ("objective", "val_error", "test_error"):
+            values = np.array([m[field] for m in members if m[field] is not None], dtype=float)
+            entry[f"{field}_mean"] = float(values.mean()) if len(values) else None
+            entry[f"{field}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+        out.append(entry)
+    sign = -1.0 if rows and rows[0]["mode"] == "max" else 1.0
+    out.sort(key=lambda g: (g["objective_mean"] is None, sign * (g["objective_mean"] or 0.0)))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# files
+
+
+def fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def command(overrides: list[str]) -> str:
+    return " ".join(shlex.quote(o) for o in overrides)
+
+
+def render_markdown(summary: dict) -> str:
+    rank = summary["rank_by"]
+    lines = ["# dlrun sweep summary", "",
+             f"{len(summary['jobs'])} jobs, ranked by {rank['metric']} ({rank['mode']}), best first.", "",
+             f"| job | overrides | {rank['metric']} | train error | val error | test error | best epoch | stop | "
+             "underfitting | overfitting | shift |",
+             "|---|---|---:|---:|---:|---:|---:|---|---|---|---|"]
+    for r in summary["jobs"]:
+        v = r["verdicts"]
+        lines.append(f"| {r['job']} | `{command(r['overrides'])}` | {fmt(r['objective'])} | {fmt(r['train_error'])} | "
+                     f"{fmt(r['val_error'])} | {fmt(r['test_error'])} | {r['best_epoch']} | {r['stop_reason']} | "
+                     f"{v.get('underfitting')} | {v.get('overfitting')} | {v.get('distribution_shift')} |")
+    if summary["folds"]:
+        lines += ["", "## Cross-validation: mean and standard deviation across folds", "",
+                  "| setting | folds | " + rank["metric"] + " | val error | test error |", "|---|---:|---:|---:|---:|"]
+        for g in summary["folds"]:
+            cells = [f"{fmt(g[f + '_mean'])} ± {fmt(g[f + '_std'])}" for f in ("objective", "val_error", "test_error")]
+            setting = " ".join(f"{k}={v}" for k, v in g["setting"].items()) or "(all jobs)"
+            lines.append(f"| `{setting}` | {g['folds']} | " + " | ".join(cells) + " |")
+    failed = summary["failed"]
+    if failed:
+        lines += ["", f"## {len(failed)} failed job{'s' if len(failed) > 1 else ''}", "",
+                  "| job | overrides | exit status | error |", "|---|---|---:|---|"]
+        for r in failed:
+            error = r["error"].replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {r['job']} | `{command(r['overrides'])}` | {r['exit_status']} | {error} |")
+    if summary["missing"]:
+        lines += ["", "Jobs without a report.json or a failure.json (still running, or killed): "
+                  + ", ".join(summary["missing"])]
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(summary: dict) -> str:
+    """One row per job (done and failed), one column per swept parameter."""
+    swept = summary["swept"]
+    fields = ["job", "status", *swept, summary["rank_by"]["metric"], "train_error", "val_error", "test_error",
+              "best_epoch", "stop_reason", *FINDINGS, "exit_status", "error", "overrides"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for r in summary["jobs"]:
+        writer.writerow({**{k: r["params"].get(k, "") for k in swept}, **r, **r["verdicts"],
+                         summary["rank_by"]["metric"]: r["objective"] if "objective" in r else "",
+                         "overrides": command(r["overrides"])})
+    for r in summary["failed"]:
+        writer.writerow({**{k: r["params"].get(k, "") for k in swept}, "job": r["job"], "status": "failed",
+                         "exit_status": r["exit_status"], "error": r["error"], "overrides": command(r["overrides"])})
+    return buf.getvalue()
+
+
+def read_jobs(sweep_dir: Path) -> tuple[dict[str, dict], list[dict], list[str]]:
+    """(reports, failures, missing) of the job folders under sweep_dir, in job order."""
+    reports, failed, missing = {}, [], []
+    for job in sorted((p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                      key=lambda p: (len(p.name), p.name)):
+        if (job / "failure.json").is_file():  # checked first: a resumed folder may hold an older report
+            failed.append({"job": job.name, **json.loads((job / "failure.json").read_text())})
+        elif (job / "report.json").is_file():
+            reports[job.name] = json.loads((job / "report.json").read_text())
+        else:
+            missing.append(job.name)
+    return reports, failed, missing
+
+
+def write_summary(sweep_dir: Path, plots: bool = True) -> dict:
+    """Read every job folder under sweep_dir; write summary.json, .md, .csv and .html next to them."""
+    from dlrun.engine.checkpoint import atomic_write_text
+    from dlrun.sweep import render
+
+    sweep_dir = Path(sweep_dir)
+    summary = summarize(*read_jobs(sweep_dir))
+    atomic_write_text(sweep_dir / "summary.json", json.dumps(_clean(summary), indent=2) + "\n")
+    atomic_write_text(sweep_dir / "summary.md", render_markdown(summary))
+    atomic_write_text(sweep_dir / "summary.csv", render_csv(summary))
+    atomic_write_text(sweep_dir / "summary.html", render.html(summary, plots=plots))
+    return summary
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
