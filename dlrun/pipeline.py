@@ -267,13 +267,14 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunRes
 
 def objective(history: Any, early_stop: Any) -> Optional[float]:
     """The best monitored value, for Hydra sweepers: the smallest for min (every monitor dlrun records is a loss
-    or an error), the largest for max; the worst possible value when nothing finite was recorded."""
+    or an error), the largest for max; the worst possible value when nothing finite was recorded or the run
+    diverged (a configuration that diverges is not one to pick, even if an epoch before looked good)."""
     import numpy as np
 
     column = history.column(early_stop.monitor) if history.rows else None
     if column is None or not len(column):
         return None
     maximise = early_stop.mode == "max"
-    if not np.isfinite(column).any():
+    if not np.isfinite(column).any() or history.stop_reason == "diverged":
         return float("-inf") if maximise else float("inf")
     return float(np.nanmax(column) if maximise else np.nanmin(column))

@@ -155,7 +155,11 @@ def _check_launcher(overrides: list[str]) -> None:
 
 
 def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    """The message's first line, with the next one when the first only announces it ("... composing config:")."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
 
 def _explain(err: BaseException, overrides: list[str], conf_dir: str, line: CommandLine) -> str:

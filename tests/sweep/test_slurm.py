@@ -63,6 +63,8 @@ def test_slurm_launcher_gets_the_resources_and_runs_every_job(tmp_path):
     sweep = tmp_path / "sweep"
     record = tmp_path / "calls.json"
     argv = ["-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30",
+            "hydra.launcher.account=proj42", "hydra.launcher.qos=high", "hydra.launcher.mem_gb=32",
+            "hydra.launcher.gpus_per_node=2",
             "reg.dropout=0,0.5", "trainer.max_epochs=1", "model.hidden=[16]", "trainer.progress=false",
             f"hydra.sweep.dir={sweep}"]
     done = subprocess.run([sys.executable, "-c", FAKE, str(record), *argv], capture_output=True, text=True,
@@ -72,7 +74,10 @@ def test_slurm_launcher_gets_the_resources_and_runs_every_job(tmp_path):
     assert calls["init"]["cluster"] == "slurm" and str(sweep) in calls["init"]["folder"]
     params = calls["params"]
     assert params["slurm_partition"] == "gpu" and params["timeout_min"] == 30
-    assert params["gpus_per_node"] == 1 and params["tasks_per_node"] == 1 and params["cpus_per_task"] == 4
+    assert params["gpus_per_node"] == 2 and params["tasks_per_node"] == 1 and params["cpus_per_task"] == 4
+    assert params["slurm_account"] == "proj42" and params["slurm_qos"] == "high" and params["mem_gb"] == 32
+    # the time-limit warning reaches the job 120 s ahead (dlrun checkpoints on it) and the job is requeued
+    assert params["slurm_signal_delay_s"] == 120 and calls["init"]["slurm_max_num_timeout"] == "3"
     assert calls["jobs"] == 2
     reports = sorted(sweep.glob("*/report.json"))
     assert len(reports) == 2
