@@ -55,8 +55,11 @@ def _as_dict(cfg: Any) -> dict:
 def _setup(trainer: Any) -> None:
     import torch
 
-    if trainer.threads:
-        torch.set_num_threads(trainer.threads)
+    from dlrun.engine.devices import cpu_threads
+
+    threads = cpu_threads(trainer.threads)
+    if threads:
+        torch.set_num_threads(threads)
     if trainer.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(trainer.seed)

@@ -160,6 +160,8 @@ CASES = [
     ("split sum", lambda t: ["split.train=0.5"], "split ratios must sum to 1, got 0.9"),
     ("plus on an existing key", lambda t: ["+split.folds=5"], "+split.folds: the key exists already, the '+' adds "
      "new keys only; set it with split.folds=5"),
+    ("threads word", lambda t: ["trainer.threads=many"], "trainer.threads='many' is not allowed, expected auto, a "
+     "whole number >= 1, or null"),
     ("one fold", lambda t: ["split.folds=1"], "split.folds must be 0 (no k-fold) or at least 2, got 1"),
     ("fold out of range", lambda t: ["split.folds=3", "split.fold=3"], "split.fold must be in 0..2 (split.folds=3)"),
     ("fold without folds", lambda t: ["split.fold=2"], "split.fold=2 needs split.folds=K"),

@@ -126,3 +126,26 @@ def resolve(device: str, precision: str, conv_model: bool = False) -> Runtime:
         amp = torch.float16
     return Runtime(device=dev, amp_dtype=amp, channels_last=dev.type == "cuda" and conv_model,
                    rank=rank, world_size=world)
+
+
+def cpu_threads(setting, environ=None) -> Optional[int]:
+    """trainer.threads -> the intra-op thread count to set (None: leave torch's default).
+
+    auto: the CPUs this process may run on (os.sched_getaffinity: what Slurm, taskset, cgroups-aware launchers
+    grant), capped by SLURM_CPUS_PER_TASK when set, divided among the LOCAL_WORLD_SIZE processes torchrun starts on
+    this node; at least 1."""
+    import os
+
+    if setting is None:
+        return None
+    if str(setting) != "auto":
+        return int(setting)
+    environ = os.environ if environ is None else environ
+    granted = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    slurm = environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        granted = min(granted, int(slurm))
+    local = environ.get("LOCAL_WORLD_SIZE", "")
+    if local.isdigit() and int(local) > 1:
+        granted //= int(local)
+    return max(1, granted)

@@ -51,3 +51,35 @@ def test_channels_last_changes_nothing_numerically():
     b.sum().backward()
     for (name, p), q in zip(model.named_parameters(), other.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=1e-4), name
+
+
+def test_threads_auto_uses_the_cpus_granted_not_the_cores_of_the_node(monkeypatch):
+    import os
+
+    from dlrun.engine.devices import cpu_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert cpu_threads("auto", environ={}) == 8
+    assert cpu_threads("auto", environ={"SLURM_CPUS_PER_TASK": "3"}) == 3  # Slurm's grant caps the affinity
+    assert cpu_threads("auto", environ={"LOCAL_WORLD_SIZE": "4"}) == 2  # torchrun: shared by the node's processes
+    assert cpu_threads("auto", environ={"SLURM_CPUS_PER_TASK": "2", "LOCAL_WORLD_SIZE": "4"}) == 1  # at least one
+    assert cpu_threads("5", environ={}) == 5 and cpu_threads(None) is None
+
+
+def test_threads_auto_is_the_default_and_reaches_torch(tmp_path, monkeypatch):
+    import os
+
+    import torch
+
+    from dlrun.config import TrainerConfig
+    from dlrun.pipeline import _setup
+
+    assert TrainerConfig().threads == "auto"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        _setup(TrainerConfig())
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
