@@ -20,7 +20,8 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python -m benchmarks.bench engine
+	$(BIN)/python -m benchmarks.bench sweep --json benchmarks/results/sweep.json
 
 clean:
 	rm -rf $(VENV) outputs/20* multirun
