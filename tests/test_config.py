@@ -25,9 +25,26 @@ def _compose(overrides: list[str]):
         return compose("config", overrides=overrides)
 
 
-def _all_options() -> list[tuple[str, str]]:
-    return [(d.name, p.stem) for d in sorted(CONF_DIR.iterdir()) if d.is_dir() and d.name != "hydra"
+# groups whose options are presets over the whole config (`# @package _global_`), not a node with a schema
+PRESET_GROUPS = ("hydra", "hparams_search", "experiment", "debug")
+
+
+def _all_options(presets: bool = False) -> list[tuple[str, str]]:
+    return [(d.name, p.stem) for d in sorted(CONF_DIR.iterdir())
+            if d.is_dir() and (d.name in PRESET_GROUPS[1:] if presets else d.name not in PRESET_GROUPS)
             for p in sorted(d.glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("group,option", _all_options(presets=True))
+def test_every_preset_composes_validates_and_changes_something(group, option):
+    if group == "hparams_search":
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        preset = compose("config", overrides=[f"{group}={option}", *REQUIRED.get((group, option), [])],
+                         return_hydra_config=True)
+        default = compose("config", return_hydra_config=True)
+    validate(preset)
+    assert OmegaConf.to_yaml(preset) != OmegaConf.to_yaml(default)
 
 
 def test_default_config_composes_and_validates():
@@ -128,7 +145,7 @@ def test_preflight_accepts_good_overrides_and_hydra_flags():
     (["++reg.droput=0.5"], "unknown key (added with +) 'reg.droput'. Did you mean reg.dropout?"),
     (["+seed=42"], "unknown key (added with +) 'seed': every key belongs to a group. Did you mean trainer.seed"),
     (["seed=42"], "unknown key 'seed': every key belongs to a group. Did you mean trainer.seed"),
-    (["+split.folds=5"], "unknown key (added with +) 'split.folds'. Keys of split: train, val, test"),
+    (["+split.nfolds=5"], "unknown key (added with +) 'split.nfolds'. Keys of split: train, val, test"),
     (["-m", "reg.dropout=0.1,abc"], "reg.dropout='abc': expected a number"),
     (["-m", "reg.dropout=0.1,0.2", "split.train=0.6,0.5"], "split ratios must sum to 1, got 0.9"),
     (["reg.dropout=0,0.5"], "reg.dropout=0,0.5 is a sweep: add -m"),
