@@ -145,7 +145,7 @@ def test_preflight_accepts_good_overrides_and_hydra_flags():
     (["++reg.droput=0.5"], "unknown key (added with +) 'reg.droput'. Did you mean reg.dropout?"),
     (["+seed=42"], "unknown key (added with +) 'seed': every key belongs to a group. Did you mean trainer.seed"),
     (["seed=42"], "unknown key 'seed': every key belongs to a group. Did you mean trainer.seed"),
-    (["+split.nfolds=5"], "unknown key (added with +) 'split.nfolds'. Keys of split: train, val, test"),
+    (["+split.nfolds=5"], "unknown key (added with +) 'split.nfolds'. Did you mean split.folds? Keys of split: train"),
     (["-m", "reg.dropout=0.1,abc"], "reg.dropout='abc': expected a number"),
     (["-m", "reg.dropout=0.1,0.2", "split.train=0.6,0.5"], "split ratios must sum to 1, got 0.9"),
     (["reg.dropout=0,0.5"], "reg.dropout=0,0.5 is a sweep: add -m"),
