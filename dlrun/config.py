@@ -269,6 +269,10 @@ class TrainerConfig:
     # the node, which on a shared machine made epochs 10 to 70 times slower)
     threads: Optional[str] = "auto"
     overwrite: bool = False  # reuse a hydra.run.dir that holds a run: its checkpoints, report and events are replaced
+    # as in Lightning: null = every batch, an integer = that many batches per epoch, a fraction in (0, 1] = that share;
+    # limit_val_batches limits the per-epoch validation (early stopping); the report still evaluates whole splits
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
 
 
 @dataclass
@@ -438,6 +442,12 @@ def validate(cfg: Any) -> None:
     _check(t.max_epochs >= 1, f"trainer.max_epochs must be >= 1, got {t.max_epochs}")
     _check(t.batch_size >= 1, f"trainer.batch_size must be >= 1, got {t.batch_size}")
     _check(t.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0 seconds, got {t.checkpoint_every}")
+    for name in ("limit_train_batches", "limit_val_batches"):
+        value = getattr(t, name)
+        _check(value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+               or (isinstance(value, float) and 0.0 < value <= 1.0),
+               f"trainer.{name}={value!r} is not allowed, expected null (every batch), a whole number of batches "
+               ">= 1, or a fraction in (0, 1] such as 0.25")
     _check(t.threads is None or str(t.threads) == "auto" or (str(t.threads).isdigit() and int(t.threads) >= 1),
            f"trainer.threads={t.threads!r} is not allowed, expected auto, a whole number >= 1, or null")
 

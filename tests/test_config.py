@@ -17,7 +17,8 @@ register_configs()
 
 # options that need a value the user must give (a path) before they can be used
 REQUIRED = {("dataset", "image_folder"): ["dataset.root=/tmp/x"],
-            ("dataset", "tabular"): ["dataset.path=/tmp/x.csv", "dataset.target=y"]}
+            ("dataset", "tabular"): ["dataset.path=/tmp/x.csv", "dataset.target=y"],
+}
 
 
 def _compose(overrides: list[str]):
@@ -213,3 +214,18 @@ def test_validation_of_option_specific_keys(overrides, message):
     with pytest.raises(DlrunError) as err:
         validate(_compose(overrides))
     assert message in str(err.value)
+
+
+def test_experiment_and_debug_presets_from_the_command_line_and_from_the_users_config_dir(tmp_path):
+    from dlrun.preflight import check_command_line
+
+    cfg = check_command_line(["experiment=overfit_demo", "debug=fast"], str(CONF_DIR))
+    assert cfg.split.train == 0.05 and cfg.model.hidden == [512, 512] and not cfg.early_stop.enabled
+    assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 5 and cfg.report.plots is False
+    mine = tmp_path / "conf" / "experiment"
+    mine.mkdir(parents=True)
+    (mine / "mine.yaml").write_text("# @package _global_\ndefaults:\n  - override /model: lenet\nreg:\n  dropout: 0.3\n")
+    cfg = check_command_line(["--config-dir", str(tmp_path / "conf"), "experiment=mine"], str(CONF_DIR))
+    assert cfg.model.family == "lenet" and cfg.reg.dropout == 0.3
+    with pytest.raises(DlrunError, match="experiment='nope' is not an option, expected one of .*overfit_demo"):
+        check_command_line(["experiment=nope"], str(CONF_DIR))

@@ -243,6 +243,16 @@ def _is_conv(model: nn.Module) -> bool:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def limit_batches(setting: Any, total: int) -> int:
+    """trainer.limit_*_batches, as in Lightning: None = all `total` batches, an int = that many (at most total),
+    a float in (0, 1] = that fraction of them (at least one)."""
+    if setting is None:
+        return total
+    if isinstance(setting, float):
+        return max(1, min(total, math.ceil(setting * total)))
+    return max(1, min(total, int(setting)))
+
+
 def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: Any, trainer: Any, *,
         out_dir: Optional[Path] = None, on_epoch: Optional[Callable[[dict, int], None]] = None,
         meta: Optional[dict] = None, resume: Optional[dict] = None, loader: str = "auto",
@@ -268,9 +278,15 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     y_train = splits.train.y.to(data_device)
     x_val, y_val = _to(splits.val.x, data_device, memory_format), splits.val.y.to(data_device)
     n_train, n_val, batch_size = len(y_train), len(y_val), trainer.batch_size
+    val_limit = limit_batches(getattr(trainer, "limit_val_batches", None), math.ceil(n_val / batch_size))
+    if val_limit * batch_size < n_val:  # a quick check (debug): a fixed random subset, the same every epoch
+        keep = torch.randperm(n_val, generator=torch.Generator().manual_seed(trainer.seed))[:val_limit * batch_size]
+        x_val, y_val = x_val[keep.to(data_device)], y_val[keep.to(data_device)]
+        n_val = len(y_val)
     target_scale = float(getattr(splits, "target_scale", 1.0))
     # a last batch of one sample would break BatchNorm in train mode: drop it (it is re-shuffled next epoch)
     batch_starts = list(range(0, n_train - 1 if n_train % batch_size == 1 else n_train, batch_size))
+    batch_starts = batch_starts[:limit_batches(getattr(trainer, "limit_train_batches", None), len(batch_starts))]
     if rt.world_size > 1:  # every process takes every world_size-th batch of the same shuffle, the same count each
         per_rank = len(batch_starts) // rt.world_size
         if per_rank == 0:

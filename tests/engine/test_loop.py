@@ -338,3 +338,27 @@ def test_evaluate_keeps_features_of_a_random_subset_not_the_first_rows():
     assert len(set(matches)) == 50 and max(matches) > 200  # distinct rows from across the whole split
     again = evaluate(model, splits, cfg.trainer, max_features=50).splits["val"]
     assert np.array_equal(val.features, again.features)  # seeded: the same subset every time
+
+
+@pytest.mark.parametrize("limit,steps", [(None, 17), (3, 3), (0.5, 9), (1.0, 17), (100, 17)])
+def test_limit_train_batches_counts_or_fractions_the_steps_of_an_epoch(limit, steps):
+    cfg = make_config(trainer={"max_epochs": 1, "limit_train_batches": limit})
+    splits = data.load(cfg.dataset, cfg.split, cfg.shift)
+    model = models.build(cfg.model, splits.in_shape, splits.num_outputs, cfg.reg)
+    seen = {"train": 0, "eval": 0}
+    model.register_forward_hook(lambda m, i, o: seen.__setitem__("train" if m.training else "eval",
+                                                                 seen["train" if m.training else "eval"] + 1))
+    fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer)
+    assert len(splits.train) == 1077 and seen["train"] == steps  # 1077 / 64 -> 17 batches
+
+
+def test_limit_val_batches_validates_on_a_fixed_subset_and_the_report_on_everything(tmp_path):
+    cfg = make_config(trainer={"max_epochs": 2, "limit_val_batches": 2}, report={"plots": False})
+    splits = data.load(cfg.dataset, cfg.split, cfg.shift)
+    model = models.build(cfg.model, splits.in_shape, splits.num_outputs, cfg.reg)
+    rows = []
+    model.register_forward_hook(lambda m, i, o: rows.append(len(i[0])) if not m.training else None)
+    fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer)
+    assert sum(rows) == 2 * 2 * 64  # two epochs of 2 batches of trainer.batch_size, not the 360 validation rows
+    result = run(cfg, tmp_path, overrides=[])
+    assert result.report["metrics"]["val"]["n"] == len(splits.val) == 360
