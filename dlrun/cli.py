@@ -49,7 +49,7 @@ def app(cfg: DictConfig) -> float | None:
         from dlrun.pipeline import run
 
         plain = OmegaConf.to_object(cfg)
-        result = run(plain, Path(hc.runtime.output_dir), overrides=list(hc.overrides.task),
+        result = run(plain, Path(hc.runtime.output_dir), overrides=list(hc.overrides.task), launch=launch_prefix(),
                      ui=console.TerminalUI(plain.trainer.progress))
     except DlrunError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -77,9 +77,25 @@ def app(cfg: DictConfig) -> float | None:
             f"dlrun: {result.run_dir} already holds a finished run (trainer.resume=auto): not trained again")
     if result.signal:
         _hand_on(result.signal)
-    if result.exit_code:
+        sys.exit(result.exit_code)
+    if result.exit_code and not in_sweep:  # in a sweep a diverged or gated run is a finished job: the sweep goes on
+        _explain_exit(result.report, result.exit_code, plain.report.fail_on)
         sys.exit(result.exit_code)
     return result.objective
+
+
+def _explain_exit(report: dict, code: int, fail_on: list[str]) -> None:
+    from rich.console import Console
+
+    from dlrun.errors import EXIT_DIVERGED
+
+    if code == EXIT_DIVERGED:
+        why = "the run diverged (non-finite loss); its report says which learning rate to try next"
+    else:
+        fired = [f"{name} ({report['diagnosis'][name]['severity']})" for name in fail_on
+                 if report["diagnosis"].get(name, {}).get("detected")]
+        why = f"report.fail_on: {', '.join(fired)} fired"
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"dlrun: exit {code}: {why}")
 
 
 def _hand_on(signum: int) -> None:
@@ -91,6 +107,26 @@ def _hand_on(signum: int) -> None:
     handler = signal.getsignal(signum)
     if callable(handler) and handler not in (signal.default_int_handler,):
         handler(signum, None)
+
+
+def launch_prefix(argv: list[str] | None = None, environ: dict | None = None) -> str:
+    """How this process was started, for the commands dlrun prints: `dlrun`, plus `--config-dir DIR` (absolute),
+    under torchrun `torchrun --nnodes=N --nproc-per-node=M -m dlrun`. Overrides (experiment=, ...) come after it."""
+    import shlex
+
+    argv = sys.argv[1:] if argv is None else argv
+    environ = os.environ if environ is None else environ
+    words = ["dlrun"]
+    local = environ.get("LOCAL_WORLD_SIZE")
+    if environ.get("TORCHELASTIC_RUN_ID") is not None and local:
+        nodes = max(1, int(environ.get("WORLD_SIZE", local)) // int(local))
+        words = ["torchrun", *([f"--nnodes={nodes}"] if nodes > 1 else []), f"--nproc-per-node={local}", "-m", "dlrun"]
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            words += ["--config-dir", shlex.quote(str(Path(argv[i + 1]).expanduser().resolve()))]
+        elif arg.startswith("--config-dir="):
+            words += ["--config-dir", shlex.quote(str(Path(arg.split("=", 1)[1]).expanduser().resolve()))]
+    return " ".join(words)
 
 
 def _job_failed(hc, error: str, exit_status: int, kind: str) -> float:

@@ -281,6 +281,9 @@ class ReportConfig:
     tolerance: float = 0.05  # a gap (fraction of samples) smaller than this is not a finding
     alpha: float = 0.05  # significance level of the tests behind each finding
     plots: bool = True
+    # a quality gate: exit with status 5 when one of these verdicts fires (underfitting, overfitting,
+    # data_mismatch, distribution_shift), e.g. report.fail_on=[overfitting,distribution_shift]
+    fail_on: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -467,6 +470,10 @@ def validate(cfg: Any) -> None:
     )
     _check(0 < rep.tolerance < 1, f"report.tolerance must be in (0, 1), got {rep.tolerance}")
     _check(0 < rep.alpha < 1, f"report.alpha must be in (0, 1), got {rep.alpha}")
+    verdicts = ("underfitting", "overfitting", "data_mismatch", "distribution_shift")
+    unknown = [v for v in rep.fail_on if v not in verdicts]
+    _check(not unknown, f"report.fail_on={list(rep.fail_on)}: {', '.join(unknown)} is not a verdict, expected a list "
+                        f"of {', '.join(verdicts)}, e.g. report.fail_on=[overfitting,distribution_shift]")
 
     m = cfg.model
     for name in ("width", "fc", "blocks", "hidden_size", "num_layers", "channels", "hidden"):

@@ -134,16 +134,27 @@ def _auto_resume(cfg: Any, run_dir: Path) -> tuple[Any, Optional[dict]]:
     return replace(cfg, trainer=replace(cfg.trainer, resume=resume)), finished
 
 
-def resume_command(overrides: list[str], run_dir: Path) -> str:
-    """The command that continues this run: its own overrides, pointed at its own folder."""
+def resume_command(overrides: list[str], run_dir: Path, launch: str = "dlrun") -> str:
+    """The command that continues this run: its own launch prefix and overrides, pointed at its own folder."""
     import shlex
 
     keep = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("trainer.resume", "hydra.run.dir")]
-    return " ".join(["dlrun", *(shlex.quote(o) for o in keep), shlex.quote(f"trainer.resume={run_dir}")])
+    return " ".join([launch, *(shlex.quote(o) for o in keep), shlex.quote(f"trainer.resume={run_dir}")])
+
+
+def _relaunch(diagnosis: Any, launch: str) -> None:
+    """Every next-run command the diagnosis wrote starts with `dlrun`: give it this run's own launch prefix
+    (--config-dir, torchrun), so that copying it runs the same configuration plus the change."""
+    if launch == "dlrun":
+        return
+    for finding in diagnosis.findings().values():
+        for action in finding.actions:
+            if action.command and action.command.startswith("dlrun"):
+                action.command = launch + action.command[len("dlrun"):]
 
 
 def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], splits, model, history, n_params: int,
-            ui) -> dict:
+            ui, launch: str = "dlrun") -> dict:
     """evaluate -> diagnose -> render, for a trained model (run) or a reloaded one (rebuild_report)."""
     import torch
 
@@ -167,9 +178,11 @@ def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], split
                       "value": objective(history, cfg.early_stop)},
     }
     if history.stop_reason == "interrupted":
-        run_info["resume_command"] = resume_command(overrides, run_dir)
+        run_info["resume_command"] = resume_command(overrides, run_dir, launch)
     diagnosis = diagnose(history, evaluation, cfg.report, overrides, settings=settings, baselines=baselines,
                          class_names=splits.class_names)
+    _relaunch(diagnosis, launch)
+    run_info["launch"] = launch
     report = render(run_dir, run_info, history, evaluation, diagnosis, splits, cfg.report, baselines=baselines)
     ui.summary(report)
     return report
@@ -204,8 +217,10 @@ def rebuild_report(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None
     return _report(cfg, _as_dict(cfg), run_dir, overrides, splits, model, history, n_params, ui or NullUI())
 
 
-def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunResult:
-    """Train and diagnose one configuration; write the run folder; return what the CLI needs."""
+def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None, launch: str = "dlrun") -> RunResult:
+    """Train and diagnose one configuration; write the run folder; return what the CLI needs. `launch` is how it
+    was started ("dlrun", "dlrun --config-dir DIR", "torchrun --nproc-per-node=4 -m dlrun"): printed commands
+    start with it."""
     import dlrun
     from dlrun import data, models
     from dlrun.engine import fit
@@ -257,15 +272,27 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> RunRes
     # a signal while the report is written is deferred until it is complete (a second one exits at once; every file
     # is written atomically, so what is on disk is whole either way)
     with catch_signals("finishing the report, then exiting") as late:
-        report = _report(cfg, config_dict, run_dir, overrides, splits, model, history, n_params, ui) \
+        report = _report(cfg, config_dict, run_dir, overrides, splits, model, history, n_params, ui, launch) \
             if rank == 0 else {}
     stopped_by = history.signal or late.signal
-    exit_code = 128 + stopped_by if stopped_by else 0
+    exit_code = 128 + stopped_by if stopped_by else exit_status(report, cfg.report.fail_on)
     if history.signal:
         log.warning("run interrupted by %s: checkpoint and partial report written to %s; to continue: %s",
-                    signal.Signals(history.signal).name, run_dir, resume_command(overrides, run_dir))
+                    signal.Signals(history.signal).name, run_dir, resume_command(overrides, run_dir, launch))
     return RunResult(report=report, run_dir=run_dir, exit_code=exit_code, objective=objective(history, cfg.early_stop),
                      signal=stopped_by)
+
+
+def exit_status(report: dict, fail_on: list[str]) -> int:
+    """0 done, EXIT_DIVERGED for a run that diverged, EXIT_VERDICT when a verdict listed in report.fail_on fired."""
+    from dlrun.errors import EXIT_DIVERGED, EXIT_VERDICT
+
+    if not report:  # a torchrun rank other than 0 writes no report
+        return 0
+    if report["run"]["stop_reason"] == "diverged":
+        return EXIT_DIVERGED
+    fired = [name for name in fail_on if report["diagnosis"].get(name, {}).get("detected")]
+    return EXIT_VERDICT if fired else 0
 
 
 def objective(history: Any, early_stop: Any) -> Optional[float]:

@@ -162,6 +162,10 @@ CASES = [
      "new keys only; set it with split.folds=5"),
     ("threads word", lambda t: ["trainer.threads=many"], "trainer.threads='many' is not allowed, expected auto, a "
      "whole number >= 1, or null"),
+    ("fail_on typo", lambda t: ["report.fail_on=[overfiting]"], "report.fail_on=['overfiting']: overfiting is not a "
+     "verdict, expected a list of underfitting, overfitting, data_mismatch, distribution_shift"),
+    ("limit fraction", lambda t: ["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5 is not "
+     "allowed, expected null (every batch), a whole number of batches >= 1, or a fraction in (0, 1]"),
     ("one fold", lambda t: ["split.folds=1"], "split.folds must be 0 (no k-fold) or at least 2, got 1"),
     ("fold out of range", lambda t: ["split.folds=3", "split.fold=3"], "split.fold must be in 0..2 (split.folds=3)"),
     ("fold without folds", lambda t: ["split.fold=2"], "split.fold=2 needs split.folds=K"),

@@ -8,11 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_dlrun
+from tests.conftest import ROOT, make_config, run_dlrun
 
 FAST = ["trainer.progress=false", "model.hidden=[64]"]
 
@@ -139,3 +140,29 @@ def test_info_and_a_users_config_dir(tmp_path):
     done = run_dlrun(["--config-dir", str(tmp_path / "my_conf"), "model=tiny", "--cfg", "job"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert "- 16" in done.stdout and "family: mlp" in done.stdout
+
+
+def test_printed_commands_start_the_way_the_run_was_started(tmp_path):
+    from dlrun.cli import launch_prefix
+
+    assert launch_prefix(["reg.dropout=0.5"], environ={}) == "dlrun"
+    assert launch_prefix(["--config-dir", "my conf", "experiment=x"], environ={}) == \
+        f"dlrun --config-dir '{Path('my conf').resolve()}'"
+    assert launch_prefix(["-cd=x"], environ={}) == "dlrun" and launch_prefix(["--config-dir=/c"], environ={}) == \
+        "dlrun --config-dir /c"
+    torchrun = {"TORCHELASTIC_RUN_ID": "1", "LOCAL_WORLD_SIZE": "4", "WORLD_SIZE": "8"}
+    assert launch_prefix([], environ=torchrun) == "torchrun --nnodes=2 --nproc-per-node=4 -m dlrun"
+    assert launch_prefix([], environ={**torchrun, "WORLD_SIZE": "4"}) == "torchrun --nproc-per-node=4 -m dlrun"
+
+
+def test_next_run_and_resume_commands_carry_the_launch_prefix(tmp_path):
+    from dlrun.pipeline import run
+
+    cfg = make_config(optim={"lr": 1e-6}, report={"plots": False})
+    prefix = "dlrun --config-dir /my/conf"
+    result = run(cfg, tmp_path, overrides=["experiment=mine", "optim.lr=1e-06"], launch=prefix)
+    commands = [a["command"] for f in result.report["diagnosis"].values() for a in f["actions"] if a["command"]]
+    assert commands and all(c.startswith(prefix + " experiment=mine") for c in commands)
+    from dlrun.pipeline import resume_command
+
+    assert resume_command(["experiment=mine"], tmp_path, prefix) == f"{prefix} experiment=mine trainer.resume={tmp_path}"

@@ -24,7 +24,7 @@ from dlrun.sweep.summary import FINDINGS, SCHEMA_VERSION, fmt, summarize, write_
 
 log = logging.getLogger(__name__)
 
-EXIT_JOBS_FAILED = 3  # the exit status of a sweep in which at least one job failed
+from dlrun.errors import EXIT_JOBS_FAILED  # noqa: E402,F401 - the exit status of a sweep with a failed job
 FAILED_JOBS: list[str] = []  # set by the last on_multirun_end in this process, read by cli.main
 LAST_SUMMARY: dict = {}  # the last summary written in this process, for cli.main to print
 
