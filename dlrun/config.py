@@ -25,13 +25,15 @@ class ModelConfig:
     family: str = MISSING
     weights: Optional[str] = None  # a local state dict to start from (transfer learning); loaded weights_only
     freeze: str = "none"  # none | features | all_but_head: frozen parameters get no gradient, no optimizer slot
+    init: str = "default"  # default (PyTorch's) | kaiming (He, for ReLU) | xavier (Glorot, for tanh/sigmoid)
+    init_bias: Optional[float] = None  # every layer's bias set to this constant (very negative: dying ReLU, planted)
 
 
 @dataclass
 class MLPConfig(ModelConfig):
     family: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # width of each hidden layer
-    activation: str = "relu"  # relu | gelu | tanh
+    activation: str = "relu"  # relu | leaky_relu | gelu | tanh | sigmoid
 
 
 @dataclass
@@ -39,7 +41,7 @@ class LeNetConfig(ModelConfig):
     family: str = "lenet"
     channels: list[int] = field(default_factory=lambda: [6, 16])  # the two conv layers
     fc: list[int] = field(default_factory=lambda: [120, 84])  # the hidden fully connected layers
-    activation: str = "relu"  # relu | gelu | tanh (LeCun used tanh)
+    activation: str = "relu"  # relu | leaky_relu | gelu | tanh | sigmoid (LeCun used tanh)
 
 
 @dataclass
@@ -273,6 +275,7 @@ class TrainerConfig:
     # limit_val_batches limits the per-epoch validation (early stopping); the report still evaluates whole splits
     limit_train_batches: Any = None
     limit_val_batches: Any = None
+    grad_clip: Optional[float] = None  # clip the gradients' global norm to this before each step (exploding gradients)
 
 
 @dataclass
@@ -284,6 +287,7 @@ class ReportConfig:
     # a quality gate: exit with status 5 when one of these verdicts fires (underfitting, overfitting,
     # data_mismatch, distribution_shift), e.g. report.fail_on=[overfitting,distribution_shift]
     fail_on: list[str] = field(default_factory=list)
+    probe_every: int = 1  # training-health probes (dynamics.csv) on one batch of every n-th epoch; 0 = off
 
 
 @dataclass
@@ -346,7 +350,8 @@ def register_configs() -> None:
 # validate(): rules a type cannot express. Raises DlrunError naming the key, the value and what is allowed.
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model.activation": ("relu", "gelu", "tanh"),
+    "model.activation": ("relu", "leaky_relu", "gelu", "tanh", "sigmoid"),
+    "model.init": ("default", "kaiming", "xavier"),
     "model.freeze": ("none", "features", "all_but_head"),
     "dataset.loader": ("auto", "memory", "dataloader"),
     "dataset.task": ("auto", "classification", "regression", "sequence"),
@@ -451,6 +456,8 @@ def validate(cfg: Any) -> None:
                or (isinstance(value, float) and 0.0 < value <= 1.0),
                f"trainer.{name}={value!r} is not allowed, expected null (every batch), a whole number of batches "
                ">= 1, or a fraction in (0, 1] such as 0.25")
+    _check(t.grad_clip is None or t.grad_clip > 0, f"trainer.grad_clip must be > 0 (or null: no clipping), "
+                                                   f"got {t.grad_clip}")
     _check(t.threads is None or str(t.threads) == "auto" or (str(t.threads).isdigit() and int(t.threads) >= 1),
            f"trainer.threads={t.threads!r} is not allowed, expected auto, a whole number >= 1, or null")
 
@@ -470,6 +477,7 @@ def validate(cfg: Any) -> None:
     )
     _check(0 < rep.tolerance < 1, f"report.tolerance must be in (0, 1), got {rep.tolerance}")
     _check(0 < rep.alpha < 1, f"report.alpha must be in (0, 1), got {rep.alpha}")
+    _check(rep.probe_every >= 0, f"report.probe_every must be >= 0 (0 turns the probes off), got {rep.probe_every}")
     verdicts = ("underfitting", "overfitting", "data_mismatch", "distribution_shift")
     unknown = [v for v in rep.fail_on if v not in verdicts]
     _check(not unknown, f"report.fail_on={list(rep.fail_on)}: {', '.join(unknown)} is not a verdict, expected a list "

@@ -151,6 +151,10 @@ def _relaunch(diagnosis: Any, launch: str) -> None:
         for action in finding.actions:
             if action.command and action.command.startswith("dlrun"):
                 action.command = launch + action.command[len("dlrun"):]
+    for entry in getattr(diagnosis, "health", []):
+        for action in entry["actions"]:
+            if action["command"].startswith("dlrun"):
+                action["command"] = launch + action["command"][len("dlrun"):]
 
 
 def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], splits, model, history, n_params: int,
@@ -262,7 +266,8 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None, launch: s
     try:
         history = fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer,
                       out_dir=run_dir, on_epoch=ui.on_epoch, meta=meta, resume=resume,
-                      loader=cfg.dataset.loader, num_workers=cfg.dataset.num_workers)
+                      loader=cfg.dataset.loader, num_workers=cfg.dataset.num_workers,
+                      probe_every=cfg.report.probe_every)
     finally:
         ui.stop()
         devices.teardown_distributed()

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlrun.engine import checkpoint, devices
+from dlrun.engine import checkpoint, devices, health
 from dlrun.engine.early_stopping import EarlyStopping
 from dlrun.errors import DlrunError
 
@@ -50,6 +50,7 @@ class History:
     notes: list[str] = field(default_factory=list)  # what the user should know about how the run went
     rank: int = 0  # this process under torchrun
     world_size: int = 1  # processes that trained together (DDP)
+    dynamics: list[dict] = field(default_factory=list)  # training-health probes (engine/health.py), dynamics.csv
 
     @property
     def epochs_run(self) -> int:
@@ -173,7 +174,8 @@ class _RunWriter:
         self._tb = None
         self._tb_rows = 0
 
-    def write(self, rows: list[dict], last: Optional[dict], best: Optional[dict]) -> None:
+    def write(self, rows: list[dict], last: Optional[dict], best: Optional[dict],
+              dynamics: Optional[list[dict]] = None) -> None:
         if self.out_dir is None:
             return
         if last is not None:
@@ -186,6 +188,12 @@ class _RunWriter:
         for row in rows:
             writer.writerow({k: (int(row[k]) if k == "epoch" else repr(float(row[k]))) for k in COLUMNS})
         checkpoint.atomic_write_text(self.out_dir / "metrics.csv", buf.getvalue())
+        if dynamics:
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=health.DYNAMICS_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(dynamics)
+            checkpoint.atomic_write_text(self.out_dir / "dynamics.csv", buf.getvalue())
         self._write_tensorboard(rows)
 
     def _write_tensorboard(self, rows: list[dict]) -> None:
@@ -256,11 +264,12 @@ def limit_batches(setting: Any, total: int) -> int:
 def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: Any, trainer: Any, *,
         out_dir: Optional[Path] = None, on_epoch: Optional[Callable[[dict, int], None]] = None,
         meta: Optional[dict] = None, resume: Optional[dict] = None, loader: str = "auto",
-        num_workers: int = 0) -> History:
+        num_workers: int = 0, probe_every: int = 1) -> History:
     """Train `model` on splits.train, validate on splits.val each epoch, stop early; returns the History.
 
     The model ends on the best epoch's weights when early_stop.restore_best (and early stopping is on).
     `resume` is a checkpoint dict from a previous run's last.pt (with "best_model" from its best.pt).
+    `probe_every` (report.probe_every): training-health probes on the last batch of every n-th epoch; 0 = none.
     """
     wall_start = time.perf_counter()
     rt = devices.resolve(trainer.device, trainer.precision, conv_model=_is_conv(model))
@@ -303,6 +312,9 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     scheduler = make_scheduler(optimizer, sched, trainer.max_epochs)
     l1_params = _decay_split(model)[0] if reg.l1 > 0 else []
     stopper = EarlyStopping.from_config(early_stop)
+    probe = health.Probe(model, probe_every) if probe_every else None
+    grad_clip = getattr(trainer, "grad_clip", None)
+    trained = [p for p in model.parameters() if p.requires_grad] if grad_clip else []
     gen = torch.Generator(device=data_device)
     gen.manual_seed(trainer.seed)
     batch_gen = devices.batch_generator(gen, data_device, device, trainer.seed)  # augmentation and mixup draws
@@ -333,6 +345,8 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
         rows = [dict(r) for r in resume["history"]]
         best_state = resume.get("best_model")
         partial = resume.get("partial")
+        if probe is not None:
+            probe.load_state_dict(resume.get("probe"), device)
         if partial is not None:
             log.info("resumed in epoch %d at batch %d of %d (best epoch %d)", len(rows) + 1, partial["next_batch"] + 1,
                      len(batch_starts), stopper.best_epoch)
@@ -349,6 +363,7 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
                 "early_stop": stopper.state_dict(), "rng": _rng_state(gen, batch_gen), "epoch": len(rows),
                 "history": rows, "meta": meta, "stop_reason": stop_reason, "partial": partial_epoch,
                 "scaler": scaler.state_dict() if scaler is not None else None,
+                "probe": probe.state_dict() if probe is not None else None,
                 "wall_seconds": time.perf_counter() - wall_start}
 
     def best_checkpoint() -> Optional[dict]:
@@ -392,7 +407,11 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
             batches = _streamed(x_train, y_train, perm, todo, batch_size, num_workers, device) if streamed \
                 else ((x_train[perm[s:s + batch_size]], y_train[perm[s:s + batch_size]]) for s in todo)
             done = first
+            probing = probe is not None and probe.due(epoch)
             for x, y in batches:
+                probe_now = probing and done == len(batch_starts) - 1  # the epoch's last batch
+                if probe_now:
+                    probe.attach()
                 if augment is not None:
                     x = augment(x, batch_gen)
                 if mixup_alpha > 0:
@@ -408,11 +427,17 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
                 if l1_params:
                     objective = loss + reg.l1 * sum(p.abs().sum() for p in l1_params)
                 optimizer.zero_grad(set_to_none=True)
+                # fp16: scale the loss so small gradients do not underflow; the scaler skips steps with inf/NaN
+                (objective if scaler is None else scaler.scale(objective)).backward()
+                if probe_now:  # gradients as the step will see them, before clipping
+                    probe.after_backward(scaler.get_scale() if scaler is not None else 1.0)
+                if grad_clip:
+                    if scaler is not None:
+                        scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(trained, grad_clip)
                 if scaler is None:
-                    objective.backward()
                     optimizer.step()
-                else:  # fp16: scale the loss so small gradients do not underflow; skip steps with inf/NaN gradients
-                    scaler.scale(objective).backward()
+                else:
                     scaler.step(optimizer)
                     scaler.update()
                 losses.append(loss.detach())
@@ -461,6 +486,8 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
                    "val_loss": vl / n_val, "val_error": finish_error(task, ve, n_val, target_scale), "lr": lr,
                    "epoch_seconds": time.perf_counter() - t0}
             rows.append(row)
+            if probing:
+                probe.collect(epoch)
 
             # -- schedule, early stopping, best weights in memory
             if scheduler is not None:
@@ -484,14 +511,15 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
                 stop_reason = stopper.stop_reason or "patience"
                 break
             if time.monotonic() - last_write >= trainer.checkpoint_every:
-                writer.write(rows, last_checkpoint(), best_checkpoint())
+                writer.write(rows, last_checkpoint(), best_checkpoint(), probe.rows if probe is not None else None)
                 last_write = time.monotonic()
         # a signal after the last batch of the last epoch, or after a stop decision, leaves a finished run finished
         if interrupted is not None:
             stop_reason = "interrupted"
 
         # -- the end: last.pt holds the last weights; then the best weights go back into the model
-        writer.write(rows, last_checkpoint(saved_partial), best_checkpoint())
+        writer.write(rows, last_checkpoint(saved_partial), best_checkpoint(),
+                     probe.rows if probe is not None else None)
         writer.close()
     # restore_best holds with or without early stopping (a run that never improved on epoch 1 ends on epoch 1)
     restore = early_stop.restore_best and best_state is not None
@@ -500,7 +528,8 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     final_epoch = stopper.best_epoch if restore else len(rows)
     return History(rows=rows, best_epoch=final_epoch, stop_reason=stop_reason,
                    wall_seconds=time.perf_counter() - wall_start, device=str(device), precision=rt.precision,
-                   signal=interrupted, notes=notes, rank=rt.rank, world_size=rt.world_size)
+                   signal=interrupted, notes=notes, rank=rt.rank, world_size=rt.world_size,
+                   dynamics=list(probe.rows) if probe is not None else [])
 
 
 def choose_loader(loader: str, splits, device: torch.device, gpu_share: float = 0.25) -> str:

@@ -11,10 +11,9 @@ import math
 
 from torch import nn
 
-from dlrun.models.registry import Net, register_model
+from dlrun.models.registry import ACTIVATIONS, Net, register_model
 from dlrun.models.shapes import conv_side, image_shape
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}  # LeCun used a scaled tanh
 VALID_FROM = 10  # a side >= 10 gets the paper's unpadded ("valid") 5x5 conv; 8x8 digits would shrink to 4, 2, 0
 
 

@@ -6,9 +6,8 @@ import math
 
 from torch import nn
 
-from dlrun.models.registry import Net, register_model
+from dlrun.models.registry import ACTIVATIONS, Net, register_model
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
 @register_model("mlp")

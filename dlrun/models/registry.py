@@ -7,7 +7,7 @@ features (N, D) and `head` is the last layer. Transfer learning freezes `feature
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -21,6 +21,10 @@ Builder = Callable[..., "Net"]  # (cfg, in_shape, num_outputs, reg) -> Net
 MODELS: Registry[Builder] = Registry("model")
 register_model = MODELS.register
 list_models = MODELS.names
+
+
+# the activations a model may be built with (model.activation); one table for every family that takes one
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 
 class Net(nn.Module):
@@ -42,10 +46,28 @@ def build(cfg: Any, in_shape: tuple[int, ...], num_outputs: int, reg: Any) -> Ne
         raise DlrunError(f"model.weights=DEFAULT means torchvision's pretrained weights and needs model=torchvision; "
                          f"for model={cfg.family} give a local state dict file: model.weights=PATH")
     model = builder(cfg, tuple(in_shape), num_outputs, reg)
+    initialise(model, getattr(cfg, "init", "default"), getattr(cfg, "init_bias", None))
     if cfg.weights and cfg.weights != "DEFAULT":  # DEFAULT is handled by the torchvision builder
         load_weights(model, cfg.weights)
     freeze(model, cfg.freeze)
     return model
+
+
+def initialise(model: nn.Module, init: str, bias: Optional[float] = None) -> None:
+    """model.init: kaiming (He et al., 2015: keeps ReLU activations' variance) or xavier (Glorot & Bengio, 2010: for
+    tanh and sigmoid) on every Linear and Conv weight; default keeps PyTorch's. model.init_bias: a constant bias."""
+    for module in model.modules():
+        if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            continue
+        if init == "kaiming":
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        elif init == "xavier":
+            nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            if bias is not None:
+                nn.init.constant_(module.bias, bias)
+            elif init != "default":
+                nn.init.zeros_(module.bias)
 
 
 def load_weights(model: Net, path: str) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from dlrun.report import stats
+from dlrun.report import health, stats
 
 SEVERITIES = ("none", "mild", "severe")
 
@@ -57,6 +57,7 @@ class Diagnosis:
     curves: dict[str, Any] = field(default_factory=dict)  # learning-curve shapes
     intervals: dict[str, list[float]] = field(default_factory=dict)  # split -> (1 - alpha) interval of its error
     data_mismatch: Finding = field(default_factory=Finding)  # validation worse than train-dev (needs train_dev)
+    health: list[dict] = field(default_factory=list)  # training-health findings (report/health.py), most telling first
 
     def findings(self) -> dict[str, Finding]:
         return {"underfitting": self.underfitting, "overfitting": self.overfitting,
@@ -68,11 +69,12 @@ class Diagnosis:
 
 
 def next_command(overrides: list[str], changes: dict[str, Any]) -> str:
-    """`dlrun` + this run's overrides, minus resume and any key in `changes`, plus `changes`."""
+    """`dlrun` + this run's overrides, minus resume and any key in `changes` (a group such as `model` takes its
+    keys `model.*` with it: they belong to the old option), plus `changes`."""
     keep = []
     for item in overrides:
         key = item.split("=", 1)[0].lstrip("+~")
-        if key in changes or key == "trainer.resume":
+        if key in changes or key == "trainer.resume" or key.split(".", 1)[0] in changes:
             continue
         keep.append(item)
     for key, value in changes.items():
@@ -80,6 +82,10 @@ def next_command(overrides: list[str], changes: dict[str, Any]) -> str:
             value = "[" + ",".join(str(v) for v in value) + "]"
         elif isinstance(value, float):
             value = f"{value:g}"
+        elif value is None:
+            value = "null"
+        elif isinstance(value, bool):
+            value = str(value).lower()
         keep.append(f"{key}={value}")
     return " ".join(["dlrun"] + [shlex.quote(item) for item in keep])
 
@@ -281,6 +287,12 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     under = _underfitting(fig, evaluation, history, curves, task, tol, alpha, report_cfg.target_error, baselines,
                           overrides, settings, notes)
     over = _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, settings, target_scale)
+    found = health.check(getattr(history, "dynamics", []), history.rows, settings)
+    if under.detected and found:  # the dynamics say why: their actions go first, in the order of the findings
+        under.evidence.append("training health: " + "; ".join(f"{h.name.replace('_', ' ')} ({h.evidence})"
+                                                               for h in found))
+        under.actions[:0] = [Action(f"{h.name.replace('_', ' ')}: {text}", next_command(overrides, change))
+                             for h in found for text, change in zip(h.texts, h.changes)]
     if under.stats.get("no_signal"):  # one cause explains both gaps: say it once
         over = Finding(stats={**over.stats, "explained_by": "no_signal"})
     mismatch = _data_mismatch(fig, evaluation, task, tol, alpha, overrides, target_scale)
@@ -300,7 +312,10 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     _drop_repeated_commands([under, over, mismatch, shift])
     return Diagnosis(underfitting=under, overfitting=over, distribution_shift=shift, data_mismatch=mismatch,
                      decomposition=decomposition, notes=notes, shift_tests=tests, per_class=_jsonable(table),
-                     curves=curves, intervals={name: [f.low, f.high] for name, f in fig.items()})
+                     curves=curves, intervals={name: [f.low, f.high] for name, f in fig.items()},
+                     health=[{"name": h.name, "evidence": h.evidence,
+                              "actions": [{"text": t, "command": next_command(overrides, c)}
+                                          for t, c in zip(h.texts, h.changes)]} for h in found])
 
 
 def _jsonable(table: Optional[dict]) -> Optional[dict]:

@@ -1,0 +1,191 @@
+"""Training-health findings from the probes (dynamics.csv) and the loss curve: vanishing and exploding gradients,
+dying ReLU, saturated units, an oscillating loss, slow convergence; each with its evidence and actions that are real
+config keys (DeepDiagnosis, ICSE 2022, maps such symptoms to fixes).
+
+Thresholds follow AutoTrainer (ICSE 2021): a first-to-last-layer gradient-norm ratio below 1e-3 is vanishing, above
+70 exploding; 70% of a layer's units dead is dying ReLU. They are heuristics, not statistical tests: the findings
+are reported as "training health", with the measured values, and they rank the causes of an underfitting verdict
+(diagnosis.py); they never make a verdict of their own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+VANISHING_RATIO = 1e-3  # first layer's gradient norm / last layer's (AutoTrainer)
+EXPLODING_RATIO = 70.0
+EXPLODING_GROWTH = 1e3  # the largest gradient norm grew this much from the first probe
+DEAD_FRACTION = 0.7  # of a ReLU layer's units, at the last probe (AutoTrainer's 70% zero gradients)
+SATURATED_FRACTION = 0.7  # of a sigmoid/tanh layer's units
+OSCILLATION_TURNS = 0.5  # share of epochs where the training loss changes direction ...
+OSCILLATION_AMPLITUDE = 0.1  # ... by more than this share of its level
+SLOW_DROP = 0.1  # the training loss fell by less than this share over the run
+MIN_EPOCHS = 5  # curve-based findings need this many epochs
+
+
+@dataclass
+class HealthFinding:
+    name: str  # vanishing_gradients | exploding_gradients | dying_relu | saturation | oscillating_loss | slow_convergence
+    evidence: str
+    changes: list[dict[str, Any]] = field(default_factory=list)  # config changes to try, best first
+    texts: list[str] = field(default_factory=list)  # why each change, same order
+
+
+def _weights(dynamics: list[dict]) -> dict[int, list[dict]]:
+    by_epoch: dict[int, list[dict]] = {}
+    for row in dynamics:
+        if row["kind"] == "weight":
+            by_epoch.setdefault(int(row["epoch"]), []).append(row)
+    return by_epoch
+
+
+def _ratios(dynamics: list[dict]) -> list[float]:
+    """first layer's gradient norm / last layer's, per probed epoch (finite ones)."""
+    out = []
+    for rows in _weights(dynamics).values():
+        first, last = float(rows[0]["grad_norm"]), float(rows[-1]["grad_norm"])
+        if len(rows) > 1 and math.isfinite(first) and math.isfinite(last) and last > 0:
+            out.append(first / last)
+    return out
+
+
+def vanishing(dynamics, rows, settings) -> list[HealthFinding]:
+    ratios = _ratios(dynamics)
+    if not ratios or float(np.median(ratios)) >= VANISHING_RATIO:
+        return []
+    act = _get(settings, "model.activation")
+    changes = ([{"model.activation": "relu"}] if act in ("sigmoid", "tanh") else []) + \
+        [{"model.init": "kaiming" if act not in ("sigmoid", "tanh") else "xavier"}, {"reg.batchnorm": True},
+         {"model": "resnet"}]
+    texts = (["a non-saturating activation lets gradients through"] if act in ("sigmoid", "tanh") else []) + \
+        ["an initialisation that keeps the activations' scale across layers",
+         "batch normalisation after each layer", "a residual architecture (skip connections carry the gradient)"]
+    return [HealthFinding("vanishing_gradients",
+                          f"the first layer's gradient norm is {np.median(ratios):.1e} times the last layer's (median "
+                          f"over {len(ratios)} probes; below {VANISHING_RATIO:g} the first layers barely learn)",
+                          changes, texts)]
+
+
+def exploding(dynamics, rows, settings) -> list[HealthFinding]:
+    weights = _weights(dynamics)
+    if not weights:
+        return []
+    nonfinite = [e for e, rs in weights.items() if any(int(r["nonfinite"]) for r in rs)]
+    largest = {e: max((float(r["grad_norm"]) for r in rs if math.isfinite(float(r["grad_norm"]))), default=math.nan)
+               for e, rs in weights.items()}
+    epochs = sorted(largest)
+    first = largest[epochs[0]]
+    growth = max((largest[e] / first for e in epochs if first > 0 and math.isfinite(largest[e])), default=1.0)
+    ratio = max(_ratios(dynamics), default=0.0)
+    why = []
+    if nonfinite:
+        why.append(f"non-finite gradients or weights from epoch {nonfinite[0]}")
+    if growth > EXPLODING_GROWTH:
+        why.append(f"the largest layer gradient norm grew {growth:.1e} times from epoch {epochs[0]}")
+    if ratio > EXPLODING_RATIO:
+        why.append(f"the first layer's gradient norm reached {ratio:.0f} times the last layer's (above "
+                   f"{EXPLODING_RATIO:g})")
+    if not why:
+        return []
+    lr = _get(settings, "optim.lr")
+    changes = [{"trainer.grad_clip": 1.0}] + ([{"optim.lr": float(f"{lr / 10:.3g}")}] if lr else []) + \
+        [{"reg.batchnorm": True}]
+    texts = ["clip the gradients' norm", "a learning rate ten times lower", "batch normalisation"]
+    return [HealthFinding("exploding_gradients", "; ".join(why), changes, texts[:len(changes) - 1] + texts[-1:])]
+
+
+def _last_activations(dynamics) -> list[dict]:
+    acts = [r for r in dynamics if r["kind"] == "activation"]
+    if not acts:
+        return []
+    last = max(int(r["epoch"]) for r in acts)
+    return [r for r in acts if int(r["epoch"]) == last]
+
+
+def dying_relu(dynamics, rows, settings) -> list[HealthFinding]:
+    dead = [(r["layer"], float(r["dead_fraction"])) for r in _last_activations(dynamics)
+            if math.isfinite(float(r["dead_fraction"])) and float(r["dead_fraction"]) >= DEAD_FRACTION]
+    if not dead:
+        return []
+    changes = [{"model.activation": "leaky_relu"}, {"model.init": "kaiming", "model.init_bias": None}]
+    texts = ["a leaky ReLU keeps a gradient for negative inputs", "He initialisation with zero biases"]
+    lr = _get(settings, "optim.lr")
+    if lr:
+        changes.append({"optim.lr": float(f"{lr / 10:.3g}")})
+        texts.append("a lower learning rate (large steps push units into the dead zone)")
+    layers = ", ".join(f"{name} {100 * frac:.0f}%" for name, frac in dead)
+    return [HealthFinding("dying_relu", f"ReLU units that output 0 for every sample of the probed batch: {layers} "
+                                        f"(at least {100 * DEAD_FRACTION:.0f}% is dying ReLU)", changes, texts)]
+
+
+def saturation(dynamics, rows, settings) -> list[HealthFinding]:
+    sat = [(r["layer"], float(r["saturated_fraction"])) for r in _last_activations(dynamics)
+           if math.isfinite(float(r["saturated_fraction"])) and float(r["saturated_fraction"]) >= SATURATED_FRACTION]
+    if not sat:
+        return []
+    layers = ", ".join(f"{name} {100 * frac:.0f}%" for name, frac in sat)
+    return [HealthFinding("saturation", f"sigmoid/tanh units saturated (beyond 99% of their range for 90% of the "
+                                        f"probed batch): {layers}",
+                          [{"model.activation": "relu"}, {"model.init": "xavier"}, {"reg.batchnorm": True}],
+                          ["a non-saturating activation", "Glorot initialisation keeps inputs in the linear range",
+                           "batch normalisation"])]
+
+
+def oscillating(dynamics, rows, settings) -> list[HealthFinding]:
+    loss = np.array([r["train_loss"] for r in rows], dtype=float)
+    if len(loss) < MIN_EPOCHS or not np.isfinite(loss).all():
+        return []
+    steps = np.diff(loss)
+    turns = float(np.mean(np.sign(steps[1:]) != np.sign(steps[:-1])))
+    amplitude = float(np.mean(np.abs(steps)) / max(np.mean(np.abs(loss)), 1e-12))
+    if turns < OSCILLATION_TURNS or amplitude < OSCILLATION_AMPLITUDE:
+        return []
+    lr, batch = _get(settings, "optim.lr"), _get(settings, "trainer.batch_size")
+    changes = ([{"optim.lr": float(f"{lr / 10:.3g}")}] if lr else []) + ([{"trainer.batch_size": 2 * batch}]
+                                                                          if batch else [])
+    return [HealthFinding("oscillating_loss", f"the training loss changes direction in {100 * turns:.0f}% of "
+                                              f"epochs, by {100 * amplitude:.0f}% of its level on average",
+                          changes, ["a lower learning rate", "larger batches (less gradient noise)"][:len(changes)])]
+
+
+def slow(dynamics, rows, settings) -> list[HealthFinding]:
+    loss = np.array([r["train_loss"] for r in rows], dtype=float)
+    if len(loss) < MIN_EPOCHS or not np.isfinite(loss).all() or loss[0] <= 0:
+        return []
+    drop = float((loss[0] - loss[-1]) / loss[0])
+    if drop >= SLOW_DROP:
+        return []
+    lr = _get(settings, "optim.lr")
+    changes = ([{"optim.lr": float(f"{lr * 10:.3g}")}] if lr else []) + [{"reg.batchnorm": True}]
+    return [HealthFinding("slow_convergence", f"the training loss fell by {100 * drop:.1f}% in {len(loss)} epochs",
+                          changes, ["a learning rate ten times higher", "batch normalisation"][-len(changes):])]
+
+
+DETECTORS: tuple[Callable[..., list[HealthFinding]], ...] = (exploding, vanishing, dying_relu, saturation,
+                                                              oscillating, slow)
+
+
+def check(dynamics: list[dict], rows: list[dict], settings: dict) -> list[HealthFinding]:
+    """Every training-health finding, most telling first (exploding before vanishing: a blow-up explains the rest)."""
+    found = [f for detector in DETECTORS for f in detector(dynamics, rows, settings)]
+    names = {f.name for f in found}
+    if "exploding_gradients" in names:
+        found = [f for f in found if f.name != "oscillating_loss"]  # the same symptom, one cause
+    if "oscillating_loss" in names:
+        found = [f for f in found if f.name != "slow_convergence"]  # it goes nowhere because it goes back and forth
+    if "dying_relu" in names:
+        found = [f for f in found if f.name != "vanishing_gradients"]  # dead units pass no gradient: the cause
+    return found
+
+
+def _get(settings: dict, dotted: str, default: Any = None) -> Any:
+    node: Any = settings
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
