@@ -1,0 +1,94 @@
+"""dlrun-iterate: the diagnose-and-retry loop, on planted starts, with every step a normal run folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dlrun.errors import DlrunError
+from dlrun.iterate import candidates, change_between, overrides_of, parse
+
+
+def test_settings_launch_options_and_overrides_are_told_apart():
+    settings, launch, overrides = parse(["--config-dir", "/c", "optim.lr=0.1", "iterate.budget=3"])
+    assert settings["budget"] == 3 and launch == ["--config-dir", "/c"] and overrides == ["optim.lr=0.1"]
+    with pytest.raises(DlrunError, match="iterate.budgt is not a setting of dlrun-iterate, expected one of "
+                                         "iterate.budget, iterate.dir"):
+        parse(["iterate.budgt=3"])
+    with pytest.raises(DlrunError, match="iterate.budget=0"):
+        parse(["iterate.budget=0"])
+    with pytest.raises(DlrunError, match="-m is not supported"):
+        parse(["-m", "reg.dropout=0,1"])
+
+
+def test_the_next_change_follows_the_focus_and_never_acts_on_the_test_split():
+    def finding(detected, *commands):
+        return {"detected": detected, "severity": "mild" if detected else "none",
+                "actions": [{"text": f"try {c}", "command": f"dlrun --config-dir /c a=1 {c}"} for c in commands]}
+
+    report = {"decomposition": {"focus": "variance"},
+              "diagnosis": {"underfitting": finding(True, "optim.lr=0.01"),
+                            "overfitting": finding(True, "reg.dropout=0.5", "reg.weight_decay=0.001"),
+                            "data_mismatch": finding(False, "reg.augment.noise=0.1"),
+                            "distribution_shift": finding(True, "split.seed=1")}}
+    picked = candidates(report)
+    assert [c[0] for c in picked] == ["overfitting", "overfitting", "underfitting"]  # the focus first; no shift
+    assert picked[0][2] == ["a=1", "reg.dropout=0.5"]
+    assert overrides_of("torchrun --nproc-per-node=2 -m dlrun x=1 x=2 hydra.run.dir=/r y=3") == ["x=2", "y=3"]
+    assert change_between(["a=1", "b=2"], ["a=1", "c=3"]) == {"c": "3", "b": "(removed)"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start,budget", [
+    (["optim.lr=1e-6", "trainer.max_epochs=5"], 3),  # underfitting: a learning rate far too small
+    (["experiment=overfit_demo", "trainer.max_epochs=30"], 3),  # overfitting: wide MLP, 5% of the data, no reg
+])
+def test_the_loop_lowers_the_validation_error_of_a_planted_start_within_its_budget(tmp_path, start, budget):
+    from dlrun.iterate import main
+
+    main([*start, "report.plots=false", "trainer.tensorboard=false", f"iterate.budget={budget}",
+          f"iterate.dir={tmp_path}"])
+    result = json.loads((tmp_path / "iterate.json").read_text())
+    steps = result["steps"]
+    assert 2 <= len(steps) <= budget and steps[0]["verdicts"]
+    best = steps[result["best_step"]]
+    assert best["val_error"] < steps[0]["val_error"]
+    assert all((tmp_path / f"step_{s['index']}" / "report.json").is_file() for s in steps)  # normal run folders
+    assert result["best_command"].startswith("dlrun ") and "step" not in result["best_command"]
+    md = (tmp_path / "iterate.md").read_text()
+    assert "never used to choose" in md and result["best_command"] in md
+
+
+@pytest.mark.slow
+def test_a_healthy_start_stops_after_one_run(tmp_path):
+    from dlrun.iterate import main
+
+    main(["report.plots=false", "trainer.tensorboard=false", "iterate.budget=4", f"iterate.dir={tmp_path}"])
+    result = json.loads((tmp_path / "iterate.json").read_text())
+    assert len(result["steps"]) == 1 and result["stopped"] == "no verdict fires on the best configuration"
+
+
+def test_a_step_that_makes_validation_worse_is_reverted_and_the_next_ranked_action_is_tried(tmp_path, monkeypatch):
+    import dlrun.iterate as iterate
+
+    def report(val, test, *commands):
+        return {"metrics": {"train": {"error": val - 0.01}, "val": {"error": val}, "test": {"error": test}},
+                "decomposition": {"focus": "avoidable_bias"},
+                "diagnosis": {"underfitting": {"detected": bool(commands), "severity": "severe", "actions": [
+                    {"text": c, "command": f"dlrun {c}"} for c in commands]}}}
+
+    outcomes = {(): report(0.5, 0.5, "optim.lr=0.1", "trainer.max_epochs=100"),
+                ("optim.lr=0.1",): report(0.6, 0.1),  # worse on validation (better on test: must not matter)
+                ("trainer.max_epochs=100",): report(0.2, 0.9)}
+    seen = []
+
+    def fake_step(index, overrides, launch, folder):
+        seen.append(list(overrides))
+        return 0, outcomes[tuple(overrides)]
+
+    monkeypatch.setattr(iterate, "run_step", fake_step)
+    result = iterate.loop({"budget": 5, "dir": None}, [], [], tmp_path, say=lambda *_: None)
+    assert seen == [[], ["optim.lr=0.1"], ["trainer.max_epochs=100"]]  # from step 0 again after the revert
+    assert [s["kept"] for s in result["steps"]] == [True, False, True] and result["best_step"] == 2
+    assert result["steps"][2]["parent"] == 0 and result["stopped"] == "no verdict fires on the best configuration"
