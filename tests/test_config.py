@@ -105,7 +105,7 @@ def test_misspelt_key_fails_at_composition():
     ("trainer.precision=8", "trainer.precision='8' is not allowed, expected one of auto, 32, bf16, 16"),
     ("early_stop.monitor=accuracy", "early_stop.monitor='accuracy' is not allowed, expected one of val_loss"),
     ("early_stop.mode=up", "expected one of auto, min, max"),
-    ("model.activation=swish", "expected one of relu, gelu, tanh"),
+    ("model.activation=swish", "expected one of relu, leaky_relu, gelu, tanh, sigmoid"),
     ("sched.gamma=0", "sched.gamma must be in (0, 1]"),
     ("report.target_error=1.5", "report.target_error must be a fraction in [0, 1)"),
     ("optim.nesterov=true", "optim.nesterov needs optim=sgd"),

@@ -249,11 +249,8 @@ def _severity(size: float, tolerance: float, base: float = 0.0) -> str:
 
 
 def _safe_lr(settings: dict) -> float:
-    """A learning rate that plausibly trains after a divergence: a tenth of the one used, but never above the
-    optimizer's usual default (an lr of 1e9 gets the default, not 1e8)."""
-    lr = float(_get(settings, "optim.lr", 1e-3))
-    default = 1e-2 if _get(settings, "optim.name", "adam") == "sgd" else 1e-3
-    return min(lr / 10, default)
+    """A learning rate that plausibly trains after a divergence (health.lower_lr: one rule for both)."""
+    return health.lower_lr(settings)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -288,11 +285,15 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
                           overrides, settings, notes)
     over = _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, settings, target_scale)
     found = health.check(getattr(history, "dynamics", []), history.rows, settings)
-    if under.detected and found:  # the dynamics say why: their actions go first, in the order of the findings
+    causes = [h for h in found if h.name in health.CAUSES]
+    if under.detected and causes and not under.stats.get("no_signal"):
+        # the dynamics say why: their actions lead, in the order of the findings; after a divergence the safe
+        # learning rate stays first (the run must train at all before anything else can be judged)
         under.evidence.append("training health: " + "; ".join(f"{h.name.replace('_', ' ')} ({h.evidence})"
-                                                               for h in found))
-        under.actions[:0] = [Action(f"{h.name.replace('_', ' ')}: {text}", next_command(overrides, change))
-                             for h in found for text, change in zip(h.texts, h.changes)]
+                                                               for h in causes))
+        at = 1 if history.stop_reason == "diverged" and under.actions else 0
+        under.actions[at:at] = [Action(f"{h.name.replace('_', ' ')}: {text}", next_command(overrides, change))
+                                for h in causes for text, change in zip(h.texts, h.changes)]
     if under.stats.get("no_signal"):  # one cause explains both gaps: say it once
         over = Finding(stats={**over.stats, "explained_by": "no_signal"})
     mismatch = _data_mismatch(fig, evaluation, task, tol, alpha, overrides, target_scale)

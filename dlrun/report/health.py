@@ -35,6 +35,19 @@ class HealthFinding:
     texts: list[str] = field(default_factory=list)  # why each change, same order
 
 
+# the findings that name a cause of underfitting and lead its actions; an oscillating or slowly falling loss is a
+# symptom the underfitting finding already reads from the curve (train longer, a higher learning rate)
+CAUSES = ("exploding_gradients", "vanishing_gradients", "dying_relu", "saturation")
+
+
+def lower_lr(settings: dict) -> float:
+    """A learning rate that plausibly trains after trouble: a tenth of the one used, but never above the optimizer's
+    usual default (an lr of 1e9 gets the default, not 1e8)."""
+    lr = float(_get(settings, "optim.lr", 1e-3))
+    default = 1e-2 if _get(settings, "optim.name", "adam") == "sgd" else 1e-3
+    return float(f"{min(lr / 10, default):.3g}")
+
+
 def _weights(dynamics: list[dict]) -> dict[int, list[dict]]:
     by_epoch: dict[int, list[dict]] = {}
     for row in dynamics:
@@ -91,11 +104,9 @@ def exploding(dynamics, rows, settings) -> list[HealthFinding]:
                    f"{EXPLODING_RATIO:g})")
     if not why:
         return []
-    lr = _get(settings, "optim.lr")
-    changes = [{"trainer.grad_clip": 1.0}] + ([{"optim.lr": float(f"{lr / 10:.3g}")}] if lr else []) + \
-        [{"reg.batchnorm": True}]
-    texts = ["clip the gradients' norm", "a learning rate ten times lower", "batch normalisation"]
-    return [HealthFinding("exploding_gradients", "; ".join(why), changes, texts[:len(changes) - 1] + texts[-1:])]
+    changes = [{"trainer.grad_clip": 1.0}, {"optim.lr": lower_lr(settings)}, {"reg.batchnorm": True}]
+    texts = ["clip the gradients' norm", "a lower learning rate", "batch normalisation"]
+    return [HealthFinding("exploding_gradients", "; ".join(why), changes, texts)]
 
 
 def _last_activations(dynamics) -> list[dict]:
@@ -113,10 +124,8 @@ def dying_relu(dynamics, rows, settings) -> list[HealthFinding]:
         return []
     changes = [{"model.activation": "leaky_relu"}, {"model.init": "kaiming", "model.init_bias": None}]
     texts = ["a leaky ReLU keeps a gradient for negative inputs", "He initialisation with zero biases"]
-    lr = _get(settings, "optim.lr")
-    if lr:
-        changes.append({"optim.lr": float(f"{lr / 10:.3g}")})
-        texts.append("a lower learning rate (large steps push units into the dead zone)")
+    changes.append({"optim.lr": lower_lr(settings)})
+    texts.append("a lower learning rate (large steps push units into the dead zone)")
     layers = ", ".join(f"{name} {100 * frac:.0f}%" for name, frac in dead)
     return [HealthFinding("dying_relu", f"ReLU units that output 0 for every sample of the probed batch: {layers} "
                                         f"(at least {100 * DEAD_FRACTION:.0f}% is dying ReLU)", changes, texts)]
@@ -144,9 +153,8 @@ def oscillating(dynamics, rows, settings) -> list[HealthFinding]:
     amplitude = float(np.mean(np.abs(steps)) / max(np.mean(np.abs(loss)), 1e-12))
     if turns < OSCILLATION_TURNS or amplitude < OSCILLATION_AMPLITUDE:
         return []
-    lr, batch = _get(settings, "optim.lr"), _get(settings, "trainer.batch_size")
-    changes = ([{"optim.lr": float(f"{lr / 10:.3g}")}] if lr else []) + ([{"trainer.batch_size": 2 * batch}]
-                                                                          if batch else [])
+    batch = _get(settings, "trainer.batch_size")
+    changes = [{"optim.lr": lower_lr(settings)}] + ([{"trainer.batch_size": 2 * batch}] if batch else [])
     return [HealthFinding("oscillating_loss", f"the training loss changes direction in {100 * turns:.0f}% of "
                                               f"epochs, by {100 * amplitude:.0f}% of its level on average",
                           changes, ["a lower learning rate", "larger batches (less gradient noise)"][:len(changes)])]

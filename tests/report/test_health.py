@@ -102,7 +102,7 @@ def test_actions_are_real_config_changes():
     found = health.check(_rows(ratio_first_last=1e-4), FALLING, SETTINGS)
     assert found[0].changes[0] == {"model.activation": "relu"} and {"model": "resnet"} in found[0].changes
     exploding = health.check(_rows(ratio_first_last=100.0), FALLING, SETTINGS)[0]
-    assert exploding.changes[:2] == [{"trainer.grad_clip": 1.0}, {"optim.lr": 0.01}]
+    assert exploding.changes[:2] == [{"trainer.grad_clip": 1.0}, {"optim.lr": 0.001}]  # Adam's default, not 0.1 / 10
     assert len(exploding.changes) == len(exploding.texts)
 
 
