@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config import register_configs, validate
 from dlrun.errors import DlrunError
-from dlrun.preflight import check_command_line, compose_checked
+from dlrun.preflight import CommandLine, check_command_line, compose_checked
 
 
 def _conf_dir() -> str:
@@ -199,8 +199,13 @@ def summary_main(argv: list[str] | None = None) -> None:
 
 
 def main() -> None:
+    argv = sys.argv[1:]
+    if "--help" in argv or "-h" in argv:
+        from dlrun.help import help_text
+
+        print(help_text(CONF_DIR, CommandLine(argv).config_dirs))
+        return
     try:
-        argv = sys.argv[1:]
         cfg = check_command_line(argv, CONF_DIR)
         prints_only = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
         if cfg is not None and not prints_only:

@@ -84,9 +84,12 @@ class TerminalUI:
             if finding["detected"] and finding["actions"] and top_action is None:
                 top_action = finding["actions"][0]
         if top_action:
-            lines.append(f"\n[bold]next:[/] {top_action['text']}\n  [cyan]{top_action['command']}[/]")
-        lines.append(f"\nreport: {report['files']['markdown']}")
+            lines.append(f"\n[bold]next:[/] {top_action['text']} (the command is below)")
         out.print(Panel("\n".join(lines), title="diagnosis", expand=False))
+        # below the panel, whole and unwrapped: a command wrapped inside the border copies as broken pieces
+        if top_action:
+            out.print(top_action["command"], soft_wrap=True, markup=False, highlight=False, style="cyan")
+        out.print(f"report: {report['files']['markdown']}", soft_wrap=True, markup=False, highlight=False)
         if run.get("interrupted"):
             print("run interrupted: checkpoint and partial report written; to continue:", file=sys.stderr)
             print(f"  {run.get('resume_command', 'dlrun ... trainer.resume=RUN_DIR')}", file=sys.stderr)

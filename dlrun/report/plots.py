@@ -12,6 +12,10 @@ from pathlib import Path
 import numpy as np
 
 DPI = 100
+# points: report.html shows the learning curves (1000 px) at 1:1 in its 1000 px column, so 11 pt stays 11 pt on
+# screen, and its 6-inch plots in 492 px grid cells at about 9 pt. matplotlib's "small" (8.3 pt) showed at 4 pt when
+# the page scaled a 1000 px figure down to 440 px.
+LEGEND_FONTSIZE = 11
 SPLIT_COLORS = {"train": "tab:blue", "train_dev": "tab:cyan", "val": "tab:orange", "test": "tab:red"}
 
 
@@ -54,14 +58,14 @@ def _plot_curves(ax, epoch, train, val, best_epoch: int, stop_epoch: int, ylabel
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize="small")
 
 
 def learning_curves(history: dict, best_epoch: int, stop_epoch: int, path) -> Path:
     """Loss and error per epoch, train vs val, with the best and stop epochs (1-based) as vertical lines.
 
     history: 1-D arrays of one length under epoch, train_loss, val_loss, train_error, val_error; error keys may be
-    missing (regression), and non-finite values (a diverged run) leave gaps. 10 x 4 inches.
+    missing (regression), and non-finite values (a diverged run) leave gaps. 10 x 4 inches, one legend above both
+    panels (inside a panel, a legend at a legible size covers part of the curves).
     """
     plt = _pyplot()
     epoch = np.asarray(history["epoch"])
@@ -75,6 +79,9 @@ def learning_curves(history: dict, best_epoch: int, stop_epoch: int, path) -> Pa
         _plot_curves(ax_error, epoch, history.get("train_error"), history.get("val_error"), best_epoch, stop_epoch,
                      "error (fraction)")
     ax_error.set_title("Error")
+    handles, labels = ax_loss.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(labels), fontsize=LEGEND_FONTSIZE,
+               frameon=False)
     return _save(fig, path)
 
 
@@ -112,7 +119,7 @@ def per_class_error(err_val: np.ndarray, err_test: np.ndarray, class_names: list
     ax.set_ylabel("error (fraction)")
     ax.set_ylim(0, 1)
     ax.set_title("Per-class error")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize=LEGEND_FONTSIZE)
     return _save(fig, path)
 
 
@@ -130,7 +137,7 @@ def confidence_histograms(conf_val: np.ndarray, conf_test: np.ndarray, path) -> 
     ax.set_xlabel("max softmax probability")
     ax.set_ylabel("density")
     ax.set_title("Confidence")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize=LEGEND_FONTSIZE)
     return _save(fig, path)
 
 
@@ -164,7 +171,7 @@ def feature_pca(features: dict[str, np.ndarray], path, max_points: int = 1000, s
         explained = list(pca.explained_variance_ratio_) + [0.0]
         ax.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)")
         ax.set_ylabel(f"PC2 ({explained[1]:.0%} of variance)")
-        ax.legend(fontsize="small", markerscale=2)
+        ax.legend(fontsize=LEGEND_FONTSIZE, markerscale=2)
     ax.set_title("Features, first two principal components")
     return _save(fig, path)
 
@@ -186,7 +193,7 @@ def regression_residuals(y_true: np.ndarray, y_pred: np.ndarray, path) -> Path:
     both = both[np.isfinite(both)]
     if len(both):
         ax_fit.plot([both.min(), both.max()], [both.min(), both.max()], color="grey", linestyle="--", label="y = x")
-        ax_fit.legend(fontsize="small")
+        ax_fit.legend(fontsize=LEGEND_FONTSIZE)
     ax_fit.set_xlabel("true")
     ax_fit.set_ylabel("predicted")
     ax_fit.set_title("Predicted vs true")

@@ -1,4 +1,7 @@
-"""Render a diagnosis into the run folder: report.json (the versioned contract) and report.md.
+"""Render a diagnosis into the run folder: report.json (the versioned contract), report.md and report.html.
+
+The two pages open with three sentences (the verdicts, Ng's focus, the first command to run), then the evidence in
+percentages with intervals; the raw test statistics are folded away at the end.
 
 report.json is the one file other steps read (the sweep summary reads it from every job folder), so its
 fields are versioned by SCHEMA_VERSION and documented in the README. Non-finite numbers are written as null.
@@ -59,6 +62,7 @@ def build_report(run_info: dict, evaluation: Any, diagnosis: Any, baselines: dic
         "decomposition": diagnosis.decomposition,
         "diagnosis": {name: asdict(f) for name, f in diagnosis.findings().items()},
         "notes": diagnosis.notes,
+        "health": getattr(diagnosis, "health", []),  # training-health findings (report/health.py)
         "evidence": {"shift_tests": diagnosis.shift_tests, "curves": diagnosis.curves,
                      "per_class": per_class},
     }
@@ -118,23 +122,30 @@ def draw_plots(folder: Path, history: Any, evaluation: Any, diagnosis: Any, clas
 PLOT_TITLES = {"learning_curves": "Learning curves", "confusion_matrix": "Confusion matrix (test)",
                "per_class_error": "Per-class error, validation vs test", "confidence": "Confidence (max softmax)",
                "residuals": "Residuals (test)", "feature_pca": "Penultimate features, PCA by split"}
+# figures wider than tall, with a row of labels to read: each on a row of its own (the learning curves at the top),
+# the others share a grid two to a row
+WIDE_PLOTS = ("learning_curves", "residuals", "per_class_error")
+# CSS px of report.html's column: the 10-inch figures (1000 px at plots.DPI) show at 1:1, their text at its size
+PAGE_WIDTH = 1000
 
 
 def render_html(report: dict, plots: dict[str, Path]) -> str:
     """A self-contained page: the images are embedded as base64, so it opens offline from anywhere."""
     import base64
 
-    images = [(PLOT_TITLES.get(name, name), base64.b64encode(Path(path).read_bytes()).decode("ascii"))
-              for name, path in plots.items()]
-    return _template("report.html.j2").render(images=images, **_context(report))
+    images = [{"name": name, "title": PLOT_TITLES.get(name, name), "wide": name in WIDE_PLOTS,
+               "data": base64.b64encode(Path(path).read_bytes()).decode("ascii")} for name, path in plots.items()]
+    curves = [image for image in images if image["name"] == "learning_curves"]
+    images = sorted((i for i in images if i not in curves), key=lambda i: not i["wide"])  # no hole beside a wide one
+    return _template("report.html.j2").render(curves=curves, images=images,
+                                              page_width=PAGE_WIDTH, **_context(report))
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def render_markdown(report: dict) -> str:
+    import re
+
+    text = _template("report.md.j2").render(**_context(report))
+    return re.sub(r"\n{3,}", "\n\n", text)  # the template's optional blocks leave runs of blank lines
 
 
 def _template(name: str):
@@ -146,14 +157,166 @@ def _template(name: str):
     return env.get_template(name)
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# what report.md and report.html say: numbers formatted here (errors in percent with their intervals for
+# classification, RMSE for regression); the findings' own sentences come from diagnosis.py as they are
+
+
+def _value(x: Any, percent: bool) -> str:
+    """26.1% (percent) or 0.2613; n/a for a number report.json holds as null (missing or not finite)."""
+    if x is None:
+        return "n/a"
+    return f"{100 * x:.1f}%" if percent else f"{x:.4g}"
+
+
+def _interval(pair: Any, percent: bool) -> str:
+    """[21.8, 30.9]: the bounds in the value's unit (percentage points); empty when a bound is missing."""
+    if not pair or any(bound is None for bound in pair):
+        return ""
+    low, high = pair
+    return f"[{100 * low:.1f}, {100 * high:.1f}]" if percent else f"[{low:.4g}, {high:.4g}]"
+
+
+def _with_interval(x: Any, pair: Any, percent: bool) -> str:
+    return f"{_value(x, percent)} {_interval(pair, percent)}".rstrip()
+
+
+def _label(name: str) -> str:
+    return name.replace("train_dev", "train-dev").replace("_", " ")
+
+
+SPLIT_WORDS = {"train": "training", "train_dev": "train-dev", "val": "validation", "test": "test"}
+# the two splits each finding compares, (worse, reference); overfitting reads its held-out split from its stats
+COMPARED = {"data_mismatch": ("val", "train_dev"), "distribution_shift": ("test", "val")}
+
+
+def _headline(name: str, finding: dict, metrics: dict, percent: bool) -> str:
+    """A finding's numbers in one sentence: the two error levels it compares, each with its interval (the gap and
+    the bound the verdict tests are the diagnosis's first line of evidence)."""
+    stats = finding.get("stats") or {}
+    unit = "error" if percent else "RMSE"
+    if name == "underfitting" and "reference" in stats:
+        train = metrics["train"]
+        text = (f"training {unit} {_with_interval(train['error'], train.get('error_interval'), percent)} vs "
+                f"{stats['reference_name']} {_value(stats['reference'], percent)}")
+    elif name in COMPARED or name == "overfitting":
+        worse, reference = COMPARED.get(name) or (stats.get("held_out", "val"), "train")
+        if worse not in metrics or reference not in metrics:
+            return ""
+        text = " vs ".join(f"{SPLIT_WORDS.get(split, split)} {unit} "
+                           f"{_with_interval(metrics[split]['error'], metrics[split].get('error_interval'), percent)}"
+                           for split in (worse, reference))
+    else:
+        return ""
+    return text[0].upper() + text[1:]
+
+
+def _evidence(finding: dict, shift_tests: dict) -> tuple[list[str], list[str]]:
+    """The diagnosis's evidence as (sentences to read, lines quoting a test statistic). The statistics go behind
+    <details> with the test table; one sentence names the tests that fired in their place."""
+    quoting = tuple(f"{t['what']}: p = " for t in shift_tests.values())  # how diagnosis.py cites a test
+    readable, raw = [], []
+    for line in finding.get("evidence", []):
+        (raw if quoting and line.startswith(quoting) else readable).append(line)
+    fired = [t for t in shift_tests.values() if t.get("fires")]
+    if raw and fired:
+        names = ", ".join(t["what"].split(" (")[0] for t in fired)
+        readable.insert(min(1, len(readable)), f"{len(fired)} of {len(shift_tests)} label-free tests find that the "
+                                               f"test inputs differ from the validation inputs: {names} (test "
+                                               "statistics below)")
+    return readable, raw
+
+
+def _verdict_sentence(findings: dict) -> str:
+    fired = [f"{_label(name)} ({f['severity']})" for name, f in findings.items() if f["detected"]]
+    quiet = [_label(name) for name, f in findings.items() if not f["detected"]]
+    if not fired:
+        return f"No finding fired: no {_joined(quiet, 'or')} was confirmed."
+    sentence = f"{_joined(fired, 'and')} fired"
+    if quiet:
+        sentence += f"; {_joined(quiet, 'and')} did not"
+    return sentence[0].upper() + sentence[1:] + "."
+
+
+def _joined(words: list[str], last: str) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
+def _focus_sentence(decomposition: dict, percent: bool) -> str:
+    """Ng's focus: the largest of avoidable bias, variance and data mismatch, what to work on first."""
+    from dlrun.report.diagnosis import FOCUS_ADVICE
+
+    focus = decomposition.get("focus")
+    if not focus:
+        return "Ng's decomposition names no focus: none of its terms is a finite number."
+    size = decomposition.get(focus)
+    if size is None and focus == "avoidable_bias" and percent:  # no report.target_error: measured against 0
+        size = decomposition.get("train_error")
+    amount = f" ({_value(size, percent)}, the largest" if size is not None else " (the largest"
+    return (f"Work first on {_label(focus)}{amount} of Ng's error terms): "
+            f"{FOCUS_ADVICE.get(focus, 'see the decomposition below')}.")
+
+
+def _first_action(findings: dict) -> tuple[str, dict] | None:
+    """The first action of the first finding that fired with one: the command to run first."""
+    return next(((name, f["actions"][0]) for name, f in findings.items() if f["detected"] and f["actions"]), None)
+
+
 def _context(report: dict) -> dict:
-    command = " ".join(["dlrun"] + [shlex.quote(o) for o in report["run"]["overrides"]])
-    return {"run": report["run"], "command": command, "diagnosis": report["diagnosis"],
-            "decomposition": report["decomposition"], "metrics": report["metrics"],
-            "baselines": report.get("baselines"), "notes": report.get("notes", []),
-            "shift_tests": report.get("evidence", {}).get("shift_tests", {}),
-            "schema_version": report["schema_version"], "fmt": _fmt}
+    percent = report["run"]["task"] == "classification"
+    findings, metrics = report["diagnosis"], report["metrics"]
+    shift_tests = report.get("evidence", {}).get("shift_tests") or {}
+    decomposition = report["decomposition"]
+    fired, raw_statistics = [], []
+    for name, f in findings.items():
+        if f["detected"]:
+            readable, raw = _evidence(f, shift_tests)
+            raw_statistics += raw
+            fired.append({"name": _label(name), "severity": f["severity"], "actions": f["actions"],
+                          "headline": _headline(name, f, metrics, percent), "evidence": readable})
+    first = _first_action(findings)
+    notes = report.get("notes", [])
+    focus_notes = [n for n in notes if n.startswith("focus:")]  # the decomposition's own words: beside its table
+    return {
+        "run": report["run"], "schema_version": report["schema_version"],
+        "command": " ".join([report["run"].get("launch", "dlrun")] + [shlex.quote(o) for o in report["run"]["overrides"]]),
+        "unit": "error" if percent else "RMSE",
+        "glance": {"verdict": _verdict_sentence(findings), "focus": _focus_sentence(decomposition, percent),
+                   "first": None if first is None else {"finding": _label(first[0]), **first[1]}},
+        "fired": fired, "quiet": [_label(name) for name, f in findings.items() if not f["detected"]],
+        "notes": [n for n in notes if n not in focus_notes], "focus_notes": focus_notes,
+        "decomposition": _decomposition_rows(decomposition, percent),
+        "splits": [{"name": name, "n": m["n"], "loss": _value(m["loss"], False), "error": _value(m["error"], percent),
+                    "interval": _interval(m.get("error_interval"), percent)} for name, m in metrics.items()],
+        "baselines": _baselines_sentence(report.get("baselines") or {}, percent),
+        "shift_tests": [{"what": t["what"], "p_value": _value(t["p_value"], False), "level": _value(t["level"], False),
+                         "statistic": _value(t["statistic"], False), "fires": "yes" if t["fires"] else "no",
+                         "detail": t["detail"]} for t in shift_tests.values()],
+        "raw_statistics": raw_statistics,
+    }
 
 
-def render_markdown(report: dict) -> str:
-    return _template("report.md.j2").render(**_context(report))
+def _decomposition_rows(decomposition: dict, percent: bool) -> list[dict]:
+    """The levels and terms that exist for this run (no train-dev split: no train-dev row), the focus marked."""
+    rows = []
+    for key, value in decomposition.items():
+        label = _label(key)
+        if key == "avoidable_bias" and value is None and percent:  # no report.target_error: against 0, as the focus
+            value, label = decomposition.get("train_error"), "avoidable bias, against 0"
+        if key == "target_error" and value is None:
+            rows.append({"label": label, "value": "not set (report.target_error)", "focus": False})
+        elif key != "focus" and value is not None:
+            rows.append({"label": label, "value": _value(value, percent), "focus": key == decomposition.get("focus")})
+    return rows
+
+
+def _baselines_sentence(baselines: dict, percent: bool) -> str:
+    parts = []
+    if baselines.get("chance_error") is not None:
+        parts.append(f"chance (always the majority class, or the mean) {_value(baselines['chance_error'], percent)}")
+    linear = [f"{_value(baselines[key], percent)} on {where}" for key, where in
+              (("simple_train_error", "the training data"), ("simple_val_error", "validation"))
+              if baselines.get(key) is not None]
+    if linear:
+        parts.append("a linear model " + ", ".join(linear))
+    return "Baselines: " + "; ".join(parts) + "." if parts else ""

@@ -1,0 +1,136 @@
+"""A report read at a glance, checked on a real two-epoch run (it underfits, and a planted shift degrades its test
+split): the verdict, focus and first-command sentences come first, the learning curves span the column with a
+legend legible at the size the page shows it, the other plots share a grid aligned at the top, evidence reads in
+percentages with intervals and the raw test statistics are folded away; the terminal prints commands outside its
+panel."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dlrun.console import TerminalUI
+from dlrun.pipeline import run
+from dlrun.report import plots
+from dlrun.report.render import PAGE_WIDTH, PLOT_TITLES
+from tests.conftest import make_config
+
+OVERRIDES = ["trainer.max_epochs=2", "shift=gaussian_noise"]
+PERCENT_WITH_INTERVAL = r"\d+\.\d% \[\d+\.\d, \d+\.\d\]"  # 26.1% [21.8, 30.9]
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory):
+    """(report, report.html, report.md, legend font sizes in points per PNG name, as matplotlib drew them)."""
+    legends: dict[str, list[float]] = {}
+    save = plots._save
+
+    def recording_save(fig, path):
+        drawn = [*fig.legends, *(ax.get_legend() for ax in fig.axes)]
+        legends[Path(path).stem] = [t.get_fontsize() for legend in drawn if legend for t in legend.get_texts()]
+        return save(fig, path)
+
+    run_dir = tmp_path_factory.mktemp("run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plots, "_save", recording_save)
+        report = run(make_config(trainer={"max_epochs": 2}, shift={"name": "gaussian_noise"}), run_dir,
+                     overrides=OVERRIDES).report
+    return report, (run_dir / "report.html").read_text(), (run_dir / "report.md").read_text(), legends
+
+
+def _text(markup: str) -> str:
+    """The words of an HTML fragment, tags removed and entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))
+
+
+def _expected_first_command(report: dict) -> str:
+    return next(f["actions"][0]["command"] for f in report["diagnosis"].values() if f["detected"] and f["actions"])
+
+
+@pytest.mark.slow
+def test_the_three_sentences_come_before_the_first_plot(two_epoch_run):
+    report, page, markdown, _ = two_epoch_run
+    fired = {name: f["severity"] for name, f in report["diagnosis"].items() if f["detected"]}
+    assert fired, "the two-epoch run should underfit: the test needs a finding with a command"
+    first_image = page.index("<img")
+    top = _text(page[:first_image])
+    for name, severity in fired.items():
+        assert f"{name.replace('_', ' ')} ({severity})" in top.lower()
+    focus = report["decomposition"]["focus"].replace("_", " ")
+    assert f"Work first on {focus}" in top
+    assert _expected_first_command(report) in top
+    for anchor in ('id="verdict"', 'id="focus"', 'id="first-command"'):
+        assert page.index(anchor) < first_image
+    # report.md: the same three sentences, before any section
+    head = markdown[:markdown.index("\n## ")]
+    assert "**Verdict.**" in head and f"Work first on {focus}" in head
+    assert f"```sh\n{_expected_first_command(report)}\n```" in head  # a whole line to copy
+
+
+@pytest.mark.slow
+def test_learning_curves_span_the_column_with_a_legible_legend(two_epoch_run):
+    _, page, _, legends = two_epoch_run
+    figure = re.search(r'<figure class="wide"><img alt="Learning curves" src="data:image/png;base64,([^"]+)"', page)
+    assert figure and page.index('<img alt="Learning curves"') == page.index("<img")  # the first plot on the page
+    assert re.search(r"(?m)^\s*figure\.wide img \{[^}]*(?<!-)width: 100%", page)  # the rule of the top figure
+    assert re.search(rf"body \{{[^}}]*max-width: {PAGE_WIDTH}px", page)
+    image = Image.open(io.BytesIO(base64.b64decode(figure.group(1))))
+    dpi = image.info["dpi"][0]
+    assert image.width >= 900 and abs(dpi - plots.DPI) < 1
+    # a point of the figure is dpi/72 PNG pixels; the page shows the PNG at PAGE_WIDTH CSS pixels, 96 per inch
+    shown = PAGE_WIDTH / image.width
+    smallest = min(legends["learning_curves"])
+    assert smallest * dpi / 72 * shown * 72 / 96 >= 9, f"legend font {smallest} pt shows smaller than 9 pt"
+
+
+@pytest.mark.slow
+def test_other_plots_share_a_grid_aligned_at_the_top(two_epoch_run):
+    report, page, _, _ = two_epoch_run
+    style = page[page.index("<style>"):page.index("</style>")]
+    grid = re.search(r"\.plots \{([^}]*)\}", style)
+    assert grid and "display: grid" in grid.group(1) and "align-items: start" in grid.group(1)
+    assert "inline-block" not in style  # inline figures line up on their bottom edge
+    inside = page[page.index('<div class="plots">'):]
+    inside = inside[:inside.index("</div>")]
+    others = [name for name in report["files"]["plots"] if name != "learning_curves"]
+    assert others and all(f'alt="{PLOT_TITLES[name]}"' in inside for name in others)
+
+
+@pytest.mark.slow
+def test_evidence_in_percent_with_intervals_and_statistics_folded_away(two_epoch_run):
+    report, page, markdown, _ = two_epoch_run
+    findings = page[page.index("<h2>Verdicts</h2>"):page.index("<h2>Error decomposition")]
+    assert re.search(PERCENT_WITH_INTERVAL + " vs validation error " + PERCENT_WITH_INTERVAL, _text(findings))
+    details = page[page.index("<details>"):page.index("</details>")]
+    outside = page.replace(details, "")
+    for test in report["evidence"]["shift_tests"].values():
+        assert test["what"] in details and f"{test['what']}: p = " not in outside
+    assert "p = " not in _text(outside) and "p-value" not in outside
+    decomposition = page[page.index("<h2>Error decomposition"):page.index("<h2>Figures per split")]
+    numbers = re.findall(r'<td class="num">([^<]*)</td>', decomposition)
+    assert numbers and all(n.endswith("%") for n in numbers if n[:1].isdigit() or n[:1] == "-")
+    md_details = markdown[markdown.index("<details>"):markdown.index("</details>")]
+    assert "p = " not in markdown.replace(md_details, "")
+
+
+def test_the_terminal_prints_the_first_command_whole_below_the_panel(capsys):
+    command = "dlrun " + " ".join(f"model.hidden=[{w},{w}] reg.dropout=0.{w}" for w in range(100, 130))  # > 600 chars
+    report = {
+        "run": {"model": "mlp", "dataset": "digits", "epochs_run": 2, "best_epoch": 2, "stop_reason": "max_epochs",
+                "task": "classification"},
+        "metrics": {"val": {"n": 360, "loss": 0.5, "error": 0.1, "error_interval": [0.07, 0.14]}},
+        "diagnosis": {"underfitting": {"detected": True, "severity": "severe", "evidence": ["training error 15%"],
+                                       "actions": [{"text": "train longer", "command": command}]}},
+        "files": {"markdown": "/tmp/run/report.md"},
+    }
+    TerminalUI("false").summary(report)
+    lines = capsys.readouterr().out.splitlines()
+    assert command in lines  # one line, nothing added, nothing cut
+    panel = [line for line in lines if "│" in line]
+    assert panel and not any("model.hidden" in line for line in panel)
