@@ -198,3 +198,36 @@ def regression_residuals(y_true: np.ndarray, y_pred: np.ndarray, path) -> Path:
     ax_fit.set_ylabel("predicted")
     ax_fit.set_title("Predicted vs true")
     return _save(fig, path)
+
+
+def training_health(dynamics: list[dict], path) -> Path:
+    """The probes over epochs (dynamics.csv): the gradient norm of each layer (log scale; a first layer far below the
+    last is vanishing, a climb of orders of magnitude exploding) and each activation layer's share of dead (ReLU)
+    or saturated (sigmoid/tanh) units. 10 x 3.6 inches."""
+    plt = _pyplot()
+    fig, (ax_grad, ax_units) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    weights = [r for r in dynamics if r["kind"] == "weight"]
+    for layer in dict.fromkeys(r["layer"] for r in weights):
+        rows = [r for r in weights if r["layer"] == layer]
+        values = _finite([r["grad_norm"] for r in rows])
+        values = np.where(values > 0, values, np.nan)  # a zero norm (a dead layer) has no place on a log axis
+        ax_grad.plot([r["epoch"] for r in rows], values, marker=".", label=layer)
+    ax_grad.set_yscale("log")
+    ax_grad.set_xlabel("epoch")
+    ax_grad.set_ylabel("gradient norm")
+    ax_grad.set_title("Gradient norm per layer")
+    activations = [r for r in dynamics if r["kind"] == "activation"]
+    for layer in dict.fromkeys(r["layer"] for r in activations):
+        rows = [r for r in activations if r["layer"] == layer]
+        dead, saturated = _finite([r["dead_fraction"] for r in rows]), _finite([r["saturated_fraction"] for r in rows])
+        share = np.where(np.nan_to_num(saturated) > np.nan_to_num(dead), saturated, dead)  # the one that applies
+        ax_units.plot([r["epoch"] for r in rows], share, marker=".", label=layer)
+    ax_units.set_ylim(-0.02, 1.02)
+    ax_units.axhline(0.7, color="grey", linestyle=":", label="70% (a finding)")
+    ax_units.set_xlabel("epoch")
+    ax_units.set_ylabel("share of units")
+    ax_units.set_title("Dead (ReLU) or saturated (sigmoid, tanh) units")
+    for ax in (ax_grad, ax_units):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=LEGEND_FONTSIZE - 2, ncol=2)
+    return _save(fig, path)

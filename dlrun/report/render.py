@@ -112,6 +112,8 @@ def draw_plots(folder: Path, history: Any, evaluation: Any, diagnosis: Any, clas
         out["residuals"] = plots.regression_residuals(test.y_true, test.y_pred, folder / "residuals.png")
     from dlrun.report.evidence import finite_rows
 
+    if getattr(history, "dynamics", None):
+        out["training_health"] = plots.training_health(history.dynamics, folder / "training_health.png")
     features = {name: finite_rows(s.features) for name, s in evaluation.splits.items()}
     features = {name: f for name, f in features.items() if f is not None}
     if features:
@@ -121,10 +123,11 @@ def draw_plots(folder: Path, history: Any, evaluation: Any, diagnosis: Any, clas
 
 PLOT_TITLES = {"learning_curves": "Learning curves", "confusion_matrix": "Confusion matrix (test)",
                "per_class_error": "Per-class error, validation vs test", "confidence": "Confidence (max softmax)",
-               "residuals": "Residuals (test)", "feature_pca": "Penultimate features, PCA by split"}
+               "residuals": "Residuals (test)", "feature_pca": "Penultimate features, PCA by split",
+               "training_health": "Training health: gradient norms, dead or saturated units"}
 # figures wider than tall, with a row of labels to read: each on a row of its own (the learning curves at the top),
 # the others share a grid two to a row
-WIDE_PLOTS = ("learning_curves", "residuals", "per_class_error")
+WIDE_PLOTS = ("learning_curves", "residuals", "per_class_error", "training_health")
 # CSS px of report.html's column: the 10-inch figures (1000 px at plots.DPI) show at 1:1, their text at its size
 PAGE_WIDTH = 1000
 
@@ -136,8 +139,9 @@ def render_html(report: dict, plots: dict[str, Path]) -> str:
     images = [{"name": name, "title": PLOT_TITLES.get(name, name), "wide": name in WIDE_PLOTS,
                "data": base64.b64encode(Path(path).read_bytes()).decode("ascii")} for name, path in plots.items()]
     curves = [image for image in images if image["name"] == "learning_curves"]
-    images = sorted((i for i in images if i not in curves), key=lambda i: not i["wide"])  # no hole beside a wide one
-    return _template("report.html.j2").render(curves=curves, images=images,
+    health_images = [image for image in images if image["name"] == "training_health"]  # in its own section
+    images = sorted((i for i in images if i not in curves + health_images), key=lambda i: not i["wide"])
+    return _template("report.html.j2").render(curves=curves, images=images, health_images=health_images,
                                               page_width=PAGE_WIDTH, **_context(report))
 
 
@@ -293,6 +297,7 @@ def _context(report: dict) -> dict:
                          "statistic": _value(t["statistic"], False), "fires": "yes" if t["fires"] else "no",
                          "detail": t["detail"]} for t in shift_tests.values()],
         "raw_statistics": raw_statistics,
+        "health": report.get("health", []),
     }
 
 

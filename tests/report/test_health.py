@@ -106,8 +106,8 @@ def test_actions_are_real_config_changes():
     assert len(exploding.changes) == len(exploding.texts)
 
 
-def _planted(tmp_path, **groups):
-    cfg = make_config(report={"plots": False}, **groups)
+def _planted(tmp_path, plots=False, **groups):
+    cfg = make_config(report={"plots": plots}, **groups)
     result = run(cfg, tmp_path, overrides=[])
     with open(tmp_path / "dynamics.csv") as f:
         assert len(list(csv.DictReader(f)))  # the probes are on disk
@@ -116,8 +116,13 @@ def _planted(tmp_path, **groups):
 
 @pytest.mark.slow
 def test_planted_pathologies_are_found_and_a_healthy_run_has_none(tmp_path):
-    deep_sigmoid = _planted(tmp_path / "a", model=MLPConfig(hidden=[32] * 8, activation="sigmoid"),
+    deep_sigmoid = _planted(tmp_path / "a", plots=True, model=MLPConfig(hidden=[32] * 8, activation="sigmoid"),
                             trainer={"max_epochs": 8})
+    # the report's own section, with the probes' plot (gradient norm of each of the 9 layers)
+    assert "## Training health" in (tmp_path / "a" / "report.md").read_text()
+    html = (tmp_path / "a" / "report.html").read_text()
+    section = html[html.index("<h2>Training health</h2>"):html.index("<h2>Error decomposition")]
+    assert "vanishing gradients" in section and 'alt="Training health' in section
     assert [h["name"] for h in deep_sigmoid["health"]][0] == "vanishing_gradients"
     under = deep_sigmoid["diagnosis"]["underfitting"]
     assert under["detected"] and under["actions"][0]["command"].endswith("model.activation=relu")

@@ -1,0 +1,77 @@
+"""Draw the report's plots in a helper process while the next job of a sweep trains.
+
+Drawing the five PNGs of a report takes about a second of matplotlib, more than training a small default run. In a
+sweep on Hydra's basic launcher (jobs one after another in one process) that second is overlapped with the next
+job: cli.py calls `enable()`, `render.draw_plots` hands each figure to `submit()`, and the sweep callback calls
+`wait()` before it writes the summary, so every report is complete when the sweep returns. Everywhere else
+(a single run, joblib and Slurm jobs in their own processes) `submit()` draws at once, as before.
+
+The helper is one spawned process (fork after torch has started its thread pools can deadlock), at a lower
+priority than training, with one BLAS thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+_pool = None  # concurrent.futures.ProcessPoolExecutor when enabled
+_pending: list = []  # (future, path) of figures not yet drawn
+
+
+def _init_worker() -> None:
+    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        os.nice(5)  # training first: a plot may wait, a job's epochs should not
+    except (AttributeError, OSError):
+        pass
+
+
+def enable() -> None:
+    """Draw from now on in a helper process (idempotent)."""
+    global _pool
+    if _pool is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_init_worker)
+
+
+def enabled() -> bool:
+    return _pool is not None
+
+
+def submit(draw: Callable[..., Any], *args: Any, path: Any) -> Any:
+    """draw(*args, path) now, or in the helper process when enabled; returns the path the PNG will have."""
+    if _pool is None:
+        return draw(*args, path)
+    _pending.append((_pool.submit(draw, *args, path), path))
+    return path
+
+
+def wait() -> list[str]:
+    """Block until every submitted figure is drawn; returns the errors (a figure that failed is logged, not
+    raised: the rest of the report stands without it)."""
+    errors = []
+    while _pending:
+        future, path = _pending.pop(0)
+        try:
+            future.result()
+        except Exception as err:  # noqa: BLE001 - one figure's failure must not lose the others
+            errors.append(f"{path}: {type(err).__name__}: {err}")
+            log.error("could not draw %s: %s", path, err)
+    return errors
+
+
+def shutdown() -> None:
+    """Wait for the pending figures, then stop the helper process."""
+    global _pool
+    wait()
+    if _pool is not None:
+        _pool.shutdown()
+        _pool = None
