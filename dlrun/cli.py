@@ -43,6 +43,10 @@ def app(cfg: DictConfig) -> float | None:
     in_sweep = hc.mode == RunMode.MULTIRUN
     if in_sweep:  # a new attempt at this job (a resumed sweep): an earlier failure no longer stands
         (Path(hc.runtime.output_dir) / "failure.json").unlink(missing_ok=True)
+        if hc.launcher.get("_target_", "").endswith("BasicLauncher"):  # jobs one after another in this process:
+            from dlrun.report import background  # draw each report's plots while the next job trains
+
+            background.enable()
     try:
         validate(cfg)
         from dlrun import console

@@ -2,8 +2,9 @@
 
 Drawing the five PNGs of a report takes about a second of matplotlib, more than training a small default run. In a
 sweep on Hydra's basic launcher (jobs one after another in one process) that second is overlapped with the next
-job: cli.py calls `enable()`, `render.draw_plots` hands each figure to `submit()`, and the sweep callback calls
-`wait()` before it writes the summary, so every report is complete when the sweep returns. Everywhere else
+job: cli.py calls `enable()`, `render.render` hands the plots and report.html to `submit()` (report.json and
+report.md are written at once), and the sweep callback calls `shutdown()` before it writes the summary, so every
+report is complete when the sweep returns (and at exit: the pool finishes its queue). Everywhere else
 (a single run, joblib and Slurm jobs in their own processes) `submit()` draws at once, as before.
 
 The helper is one spawned process (fork after torch has started its thread pools can deadlock), at a lower
@@ -23,6 +24,9 @@ _pending: list = []  # (future, path) of figures not yet drawn
 
 
 def _init_worker() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to answer; the queue is finished
     os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     os.environ.setdefault("MPLBACKEND", "Agg")
     try:
@@ -47,7 +51,7 @@ def enabled() -> bool:
 
 
 def submit(draw: Callable[..., Any], *args: Any, path: Any) -> Any:
-    """draw(*args, path) now, or in the helper process when enabled; returns the path the PNG will have."""
+    """draw(*args, path) now, or in the helper process when enabled; returns the path the file will have."""
     if _pool is None:
         return draw(*args, path)
     _pending.append((_pool.submit(draw, *args, path), path))

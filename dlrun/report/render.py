@@ -70,55 +70,76 @@ def build_report(run_info: dict, evaluation: Any, diagnosis: Any, baselines: dic
 
 def render(run_dir: Path, run_info: dict, history: Any, evaluation: Any, diagnosis: Any, splits: Any,
            report_cfg: Any, baselines: dict | None = None) -> dict:
-    """Write report.json and report.md into run_dir; return the report dict."""
+    """Write report.json, report.md, the plots and report.html into run_dir; return the report dict.
+
+    In a sweep on the basic launcher (report/background.py) the plots and report.html are drawn in a helper process
+    while the next job trains; report.json and report.md, which the summary and scripts read, are written here."""
     from dlrun.engine.checkpoint import atomic_write_text
+    from dlrun.report import background
+
     run_dir = Path(run_dir)
     baselines = baselines or {}
     report = clean(build_report(run_info, evaluation, diagnosis, baselines))
     report["files"] = {"json": str(run_dir / "report.json"), "markdown": str(run_dir / "report.md"),
                        "metrics": str(run_dir / "metrics.csv"), "checkpoints": str(run_dir / "checkpoints")}
     report["files"]["html"] = str(run_dir / "report.html")
-    plots = draw_plots(run_dir / "plots", history, evaluation, diagnosis, list(getattr(splits, "class_names", [])),
-                       run_info) if report_cfg.plots else {}
-    report["files"]["plots"] = {name: str(path) for name, path in plots.items()}
+    jobs = plot_jobs(run_dir / "plots", history, evaluation, diagnosis, list(getattr(splits, "class_names", []))) \
+        if report_cfg.plots else []
+    report["files"]["plots"] = {name: str(path) for name, _, _, path in jobs}
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(run_dir / "report.md", render_markdown(report))
-    atomic_write_text(run_dir / "report.html", render_html(report, plots))
+    background.submit(draw_and_write_html, jobs, report, path=run_dir / "report.html")
     return report
 
 
-def draw_plots(folder: Path, history: Any, evaluation: Any, diagnosis: Any, class_names: list[str],
-               run_info: dict) -> dict[str, Path]:
-    """The report's PNGs: learning curves, confusion matrix, per-class errors, confidences, feature PCA."""
-    from dlrun.report import plots
+def draw_and_write_html(jobs: list[tuple], report: dict, path: Path) -> Path:
+    """Draw every plot job, then write report.html with them embedded (here or in report/background.py's helper)."""
+    from dlrun.engine.checkpoint import atomic_write_text
 
-    out: dict[str, Path] = {}
-    if history.rows:
-        columns = {k: history.column(k) for k in ("epoch", "train_loss", "val_loss", "train_error", "val_error")}
-        out["learning_curves"] = plots.learning_curves(columns, history.best_epoch, history.epochs_run,
-                                                       folder / "learning_curves.png")
-    val, test = evaluation.splits["val"], evaluation.splits["test"]
-    if evaluation.task == "classification":
-        out["confusion_matrix"] = plots.confusion_matrix(test.y_true, test.y_pred, class_names,
-                                                         folder / "confusion_matrix.png")
-        if diagnosis.per_class is not None:
-            out["per_class_error"] = plots.per_class_error(diagnosis.per_class["val_error"],
-                                                           diagnosis.per_class["test_error"], class_names,
-                                                           folder / "per_class_error.png")
-        if np.isfinite(val.probs).all() and np.isfinite(test.probs).all():
-            out["confidence"] = plots.confidence_histograms(val.probs.max(axis=1), test.probs.max(axis=1),
-                                                            folder / "confidence.png")
-    else:
-        out["residuals"] = plots.regression_residuals(test.y_true, test.y_pred, folder / "residuals.png")
+    plots = {name: draw(*args, out) for name, draw, args, out in jobs}
+    atomic_write_text(Path(path), render_html(report, plots))
+    return Path(path)
+
+
+def plot_jobs(folder: Path, history: Any, evaluation: Any, diagnosis: Any,
+              class_names: list[str]) -> list[tuple[str, Any, tuple, Path]]:
+    """The report's PNGs as (name, plots function, its arrays, output path), so that they can be drawn here or in
+    another process: learning curves, confusion matrix, per-class errors, confidences, training health, PCA."""
+    from dlrun.report import plots
     from dlrun.report.evidence import finite_rows
 
+    jobs: list[tuple[str, Any, tuple, Path]] = []
+
+    def add(name: str, draw: Any, *args: Any) -> None:
+        jobs.append((name, draw, args, folder / f"{name}.png"))
+
+    if history.rows:
+        columns = {k: history.column(k) for k in ("epoch", "train_loss", "val_loss", "train_error", "val_error")}
+        add("learning_curves", plots.learning_curves, columns, history.best_epoch, history.epochs_run)
+    val, test = evaluation.splits["val"], evaluation.splits["test"]
+    if evaluation.task == "classification":
+        add("confusion_matrix", plots.confusion_matrix, test.y_true, test.y_pred, class_names)
+        if diagnosis.per_class is not None:
+            add("per_class_error", plots.per_class_error, diagnosis.per_class["val_error"],
+                diagnosis.per_class["test_error"], class_names)
+        if np.isfinite(val.probs).all() and np.isfinite(test.probs).all():
+            add("confidence", plots.confidence_histograms, val.probs.max(axis=1), test.probs.max(axis=1))
+    else:
+        add("residuals", plots.regression_residuals, test.y_true, test.y_pred)
     if getattr(history, "dynamics", None):
-        out["training_health"] = plots.training_health(history.dynamics, folder / "training_health.png")
+        add("training_health", plots.training_health, history.dynamics)
     features = {name: finite_rows(s.features) for name, s in evaluation.splits.items()}
     features = {name: f for name, f in features.items() if f is not None}
     if features:
-        out["feature_pca"] = plots.feature_pca(features, folder / "feature_pca.png")
-    return out
+        add("feature_pca", plots.feature_pca, features)
+    return jobs
+
+
+def draw_plots(folder: Path, history: Any, evaluation: Any, diagnosis: Any, class_names: list[str],
+               run_info: dict | None = None) -> dict[str, Path]:
+    """Draw the report's PNGs now: {name: path}."""
+    return {name: draw(*args, path) for name, draw, args, path in
+            plot_jobs(folder, history, evaluation, diagnosis, class_names)}
 
 
 PLOT_TITLES = {"learning_curves": "Learning curves", "confusion_matrix": "Confusion matrix (test)",

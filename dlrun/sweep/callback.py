@@ -45,6 +45,9 @@ def record_failure(job_dir: Path, overrides: list[str], error: str, exit_status:
 
 class SweepSummary(Callback):
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        from dlrun.report import background
+
+        background.shutdown()  # every job's plots and report.html are written before the summary links them
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return

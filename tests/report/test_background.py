@@ -1,0 +1,50 @@
+"""Plots drawn in a helper process during a basic-launcher sweep: every file is written by the time shutdown()
+returns, a failing figure is reported without losing the others, and without enable() nothing changes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from dlrun.report import background
+
+
+def test_submitted_work_is_done_by_shutdown_and_a_failure_loses_nothing_else(tmp_path):
+    (tmp_path / "a.txt").write_text("a")
+    background.enable()
+    try:
+        assert background.enabled()
+        background.submit(shutil.copyfile, str(tmp_path / "a.txt"), path=str(tmp_path / "b.txt"))
+        background.submit(shutil.copyfile, str(tmp_path / "missing.txt"), path=str(tmp_path / "c.txt"))
+        background.submit(shutil.copyfile, str(tmp_path / "a.txt"), path=str(tmp_path / "d.txt"))
+        errors = background.wait()
+    finally:
+        background.shutdown()
+    assert not background.enabled()
+    assert (tmp_path / "b.txt").read_text() == "a" and (tmp_path / "d.txt").read_text() == "a"
+    assert len(errors) == 1 and "missing.txt" in errors[0] and "FileNotFoundError" in errors[0]
+
+
+def test_without_enable_submit_runs_at_once(tmp_path):
+    (tmp_path / "a.txt").write_text("a")
+    background.submit(shutil.copyfile, str(tmp_path / "a.txt"), path=str(tmp_path / "b.txt"))
+    assert (tmp_path / "b.txt").read_text() == "a"
+
+
+@pytest.mark.slow
+def test_a_basic_launcher_sweep_writes_every_plot_and_report_html_before_its_summary(tmp_path):
+    from tests.conftest import run_dlrun
+
+    sweep = tmp_path / "sweep"
+    done = run_dlrun(["-m", "trainer.seed=0,1", "trainer.max_epochs=2", "trainer.progress=false",
+                      "model.hidden=[16]", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary_time = (sweep / "summary.json").stat().st_mtime_ns
+    for job in ("0", "1"):
+        report = json.loads((sweep / job / "report.json").read_text())
+        assert report["files"]["plots"] and all((sweep / job / "plots" / f"{name}.png").is_file()
+                                                for name in report["files"]["plots"])
+        html = sweep / job / "report.html"
+        assert html.stat().st_mtime_ns <= summary_time and html.read_text().count("data:image/png;base64,") >= 5
