@@ -101,9 +101,11 @@ def test_planted_shift_is_detected(tmp_path, shift):
 def test_report_files_and_plots(tmp_path):
     _run(tmp_path, [], trainer={"max_epochs": 3})
     report = json.loads((tmp_path / "report.json").read_text())
-    for name in ("learning_curves", "confusion_matrix", "per_class_error", "confidence", "feature_pca"):
+    names = ("learning_curves", "confusion_matrix", "per_class_error", "confidence", "training_health", "feature_pca")
+    assert sorted(report["files"]["plots"]) == sorted(names)
+    for name in names:
         assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 1000
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and "src=\"http" not in html  # self-contained
+    assert html.count("data:image/png;base64,") == 6 and "src=\"http" not in html  # self-contained
     assert "Verdicts" in html and "Error decomposition" in html
     assert set(report["evidence"]["shift_tests"]) == {"ks_softmax", "label_shift", "mmd_features"}
