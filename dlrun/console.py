@@ -125,4 +125,7 @@ def sweep_table(summary: dict, sweep_dir: str, console: Optional[Console] = None
                       f"over {g['folds']} folds")
     for r in summary["failed"]:
         console.print(f"[red]job {r['job']} failed:[/] {r['error']}", markup=True)
+    if summary["jobs"]:
+        console.print(f"best job {summary['jobs'][0]['job']} alone:")
+        console.print(summary["jobs"][0]["command"], markup=False, highlight=False, soft_wrap=True)
     console.print(f"summary: {sweep_dir}/summary.html (also .md, .csv, .json)")

@@ -45,6 +45,8 @@ def _row(job: str, report: dict) -> dict:
                                          "value": metrics.get("val", {}).get("error")}
     return {
         "job": job, "status": "done", "overrides": run["overrides"], "params": parse_overrides(run["overrides"]),
+        # the job alone, started the way the sweep was (--config-dir, torchrun): what to rerun or build on
+        "command": " ".join([run.get("launch", "dlrun"), command(run["overrides"])]),
         "monitor": objective["monitor"], "mode": objective["mode"], "objective": objective["value"],
         "train_error": metrics.get("train", {}).get("error"), "val_error": metrics.get("val", {}).get("error"),
         "test_error": metrics.get("test", {}).get("error"), "best_epoch": run["best_epoch"],
@@ -135,6 +137,8 @@ def render_markdown(summary: dict) -> str:
         lines.append(f"| {r['job']} | `{command(r['overrides'])}` | {fmt(r['objective'])} | {fmt(r['train_error'])} | "
                      f"{fmt(r['val_error'])} | {fmt(r['test_error'])} | {r['best_epoch']} | {r['stop_reason']} | "
                      f"{v.get('underfitting')} | {v.get('overfitting')} | {v.get('distribution_shift')} |")
+    if summary["jobs"]:
+        lines += ["", "The best job alone:", "", "```bash", summary["jobs"][0]["command"], "```"]
     if summary["folds"]:
         lines += ["", "## Cross-validation: mean and standard deviation across folds", "",
                   "| setting | folds | " + rank["metric"] + " | val error | test error |", "|---|---:|---:|---:|---:|"]

@@ -80,6 +80,7 @@ def test_a_2x2_grid_is_ranked_by_the_monitored_metric_with_one_column_and_one_pl
         [("0", "0.001", "0", "0.3"), ("2", "0.001", "0.5", "0.35")]
     html = (tmp_path / "summary.html").read_text()
     assert html.count('src="data:image/png;base64,') == 2 and "against optim.lr" in html
+    assert "dlrun reg.dropout=0 optim.lr=0.001 trainer.max_epochs=3" in html  # the best job alone, as a command
     assert "<b>val_loss</b> (min)" in html and "http" not in html.replace("http-equiv", "")  # self-contained
 
 
