@@ -30,14 +30,16 @@ def _units(out: torch.Tensor) -> torch.Tensor:
 
 
 class Probe:
-    def __init__(self, model: nn.Module, every: int):
+    def __init__(self, model: nn.Module, every: int, activations: bool = True):
+        """activations=False (under torch.compile): gradient and weight norms only, since attaching hooks to a
+        compiled model's modules would recompile it twice per probed epoch."""
         self.every = max(1, int(every))
         # the layers that carry a weight matrix or kernel, in forward order as registered (first ... head)
         self.layers = [(name, m) for name, m in model.named_modules()
                        if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2
                        and m.weight.requires_grad]
         self.activations = [(name, m) for name, m in model.named_modules()
-                            if isinstance(m, RELU_LIKE) or type(m) in SQUASHING]
+                            if isinstance(m, RELU_LIKE) or type(m) in SQUASHING] if activations else []
         self._previous: dict[str, torch.Tensor] = {}
         self._handles: list = []
         self._acts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -312,7 +312,7 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     scheduler = make_scheduler(optimizer, sched, trainer.max_epochs)
     l1_params = _decay_split(model)[0] if reg.l1 > 0 else []
     stopper = EarlyStopping.from_config(early_stop)
-    probe = health.Probe(model, probe_every) if probe_every else None
+    probe = health.Probe(model, probe_every, activations=not trainer.compile) if probe_every else None
     grad_clip = getattr(trainer, "grad_clip", None)
     trained = [p for p in model.parameters() if p.requires_grad] if grad_clip else []
     gen = torch.Generator(device=data_device)

@@ -135,3 +135,13 @@ def test_planted_pathologies_are_found_and_a_healthy_run_has_none(tmp_path):
     assert any("model.activation=leaky_relu" in a["command"] for a in dead["diagnosis"]["underfitting"]["actions"])
     healthy = _planted(tmp_path / "d", model=MLPConfig(hidden=[64]), trainer={"max_epochs": 8})
     assert healthy["health"] == []
+
+
+def test_under_torch_compile_the_probe_reads_gradients_without_hooking_the_activations():
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    assert Probe(net, 1).activations and not Probe(net, 1, activations=False).activations
+    probe = Probe(net, 1, activations=False)
+    probe.attach()
+    net(torch.ones(2, 3)).sum().backward()
+    probe.after_backward()
+    assert [r["kind"] for r in probe.collect(1)] == ["weight", "weight"]
