@@ -57,7 +57,13 @@ def _setup(trainer: Any) -> None:
 
     from dlrun.engine.devices import cpu_threads
 
+    from dlrun.report import background
+
     threads = cpu_threads(trainer.threads)
+    if threads and str(trainer.threads) == "auto" and background.enabled():
+        # a sweep's plot helper takes a core: torch's spinning threads slow down by tens of times when a core they
+        # count on is busy (measured here: 52 s instead of 2.5 s for the default run's fit)
+        threads = max(1, threads - 1)
     if threads:
         torch.set_num_threads(threads)
     if trainer.deterministic:

@@ -83,3 +83,25 @@ def test_threads_auto_is_the_default_and_reaches_torch(tmp_path, monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_threads_auto_leaves_a_core_to_the_sweeps_plot_helper(monkeypatch):
+    import os
+
+    import torch
+
+    from dlrun.config import TrainerConfig
+    from dlrun.pipeline import _setup
+    from dlrun.report import background
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.setattr(background, "enabled", lambda: True)
+    before = torch.get_num_threads()
+    try:
+        _setup(TrainerConfig())
+        assert torch.get_num_threads() == 2
+        _setup(TrainerConfig(threads="3"))  # a number the user chose is kept
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
