@@ -24,4 +24,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.bench sweep --json benchmarks/results/sweep.json
 
 clean:
-	rm -rf $(VENV) outputs/20* multirun
+	rm -rf $(VENV) outputs/20* outputs/iterate multirun mlflow.db mlruns

@@ -54,7 +54,7 @@ def app(cfg: DictConfig) -> float | None:
 
         plain = OmegaConf.to_object(cfg)
         result = run(plain, Path(hc.runtime.output_dir), overrides=list(hc.overrides.task), launch=launch_prefix(),
-                     ui=console.TerminalUI(plain.trainer.progress))
+                     ui=console.TerminalUI(plain.trainer.progress), sweep_dir=Path(hc.sweep.dir) if in_sweep else None)
     except DlrunError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

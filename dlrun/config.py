@@ -290,6 +290,30 @@ class ReportConfig:
     probe_every: int = 1  # training-health probes (dynamics.csv) on one batch of every n-th epoch; 0 = off
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# logger group: a list, logger=[tensorboard,mlflow]; each option fills its own field, the others stay None.
+# The code that logs is dlrun/loggers.py.
+
+
+@dataclass
+class TensorBoardConfig:
+    hparams: bool = True  # an HParams session per run: overrides, final errors, verdicts (needs trainer.tensorboard)
+
+
+@dataclass
+class MLflowConfig:
+    tracking_uri: Optional[str] = None  # null: $MLFLOW_TRACKING_URI, else MLflow's local default (sqlite:///mlflow.db)
+    experiment_name: str = "dlrun"
+    nest_sweeps: bool = True  # the jobs of a sweep as child runs of one parent run per sweep folder
+    artifacts: bool = True  # report.html, report.json, report.md and plots/ as run artifacts
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: Optional[TensorBoardConfig] = None
+    mlflow: Optional[MLflowConfig] = None
+
+
 @dataclass
 class Config:
     model: ModelConfig = MISSING
@@ -302,6 +326,7 @@ class Config:
     trainer: TrainerConfig = MISSING
     report: ReportConfig = MISSING
     shift: ShiftConfig = MISSING
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # a Config built in Python selects no logger
 
 
 # group -> {schema name -> dataclass}; conf/GROUP/*.yaml name these in their defaults list.
@@ -332,6 +357,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "trainer": {"trainer_schema": TrainerConfig},
     "report": {"report_schema": ReportConfig},
     "shift": {"shift_schema": ShiftConfig},
+    "logger": {"logger_schema": LoggerConfig},  # conf/logger/*.yaml fill its fields, typed through Config.logger
 }
 
 
@@ -460,6 +486,14 @@ def validate(cfg: Any) -> None:
                                                    f"got {t.grad_clip}")
     _check(t.threads is None or str(t.threads) == "auto" or (str(t.threads).isdigit() and int(t.threads) >= 1),
            f"trainer.threads={t.threads!r} is not allowed, expected auto, a whole number >= 1, or null")
+
+    logger = _get(cfg, "logger")
+    if logger is not None and _get(logger, "mlflow") is not None:
+        import importlib.util  # find_spec looks for the package without importing it
+
+        _check(importlib.util.find_spec("mlflow") is not None,
+               "logger=[...,mlflow] needs MLflow, which is not installed here: pip install 'dlrun[mlflow]' "
+               "(or choose logger=[tensorboard])")
 
     sh = cfg.shift
     _check(1 <= sh.severity <= 5, f"shift.severity must be in 1..5, got {sh.severity}")

@@ -227,7 +227,8 @@ def rebuild_report(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None
     return _report(cfg, _as_dict(cfg), run_dir, overrides, splits, model, history, n_params, ui or NullUI())
 
 
-def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None, launch: str = "dlrun") -> RunResult:
+def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None, launch: str = "dlrun",
+        sweep_dir: Optional[Path] = None) -> RunResult:
     """Train and diagnose one configuration; write the run folder; return what the CLI needs. `launch` is how it
     was started ("dlrun", "dlrun --config-dir DIR", "torchrun --nproc-per-node=4 -m dlrun"): printed commands
     start with it."""
@@ -268,12 +269,27 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None, launch: s
     rank, _ = devices.distributed_rank()
     if rank != 0:
         ui = NullUI()  # under torchrun only rank 0 draws, evaluates and writes the report
+    from dataclasses import replace
+
+    from dlrun import loggers
+
+    tracking = loggers.start(cfg.logger, run_dir, config_dict, overrides, sweep_dir) if rank == 0 else loggers.Loggers()
+    # a logger list without tensorboard (logger=[mlflow], logger=[]) writes no event files, as trainer.tensorboard=false
+    trainer = cfg.trainer if cfg.logger.tensorboard is not None else replace(cfg.trainer, tensorboard=False)
+
+    def on_epoch(row: dict, max_epochs: int) -> None:
+        ui.on_epoch(row, max_epochs)
+        tracking.on_epoch(row)
+
     ui.start(cfg.trainer.max_epochs, len(resume["history"]) if resume else 0)
     try:
-        history = fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, cfg.trainer,
-                      out_dir=run_dir, on_epoch=ui.on_epoch, meta=meta, resume=resume,
+        history = fit(model, splits, cfg.optim, cfg.sched, cfg.reg, cfg.early_stop, trainer,
+                      out_dir=run_dir, on_epoch=on_epoch, meta=meta, resume=resume,
                       loader=cfg.dataset.loader, num_workers=cfg.dataset.num_workers,
                       probe_every=cfg.report.probe_every)
+    except BaseException as err:
+        tracking.fail(err)
+        raise
     finally:
         ui.stop()
         devices.teardown_distributed()
@@ -282,9 +298,14 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None, launch: s
 
     # a signal while the report is written is deferred until it is complete (a second one exits at once; every file
     # is written atomically, so what is on disk is whole either way)
-    with catch_signals("finishing the report, then exiting") as late:
-        report = _report(cfg, config_dict, run_dir, overrides, splits, model, history, n_params, ui, launch) \
-            if rank == 0 else {}
+    try:
+        with catch_signals("finishing the report, then exiting") as late:
+            report = _report(cfg, config_dict, run_dir, overrides, splits, model, history, n_params, ui, launch) \
+                if rank == 0 else {}
+    except BaseException as err:
+        tracking.fail(err)
+        raise
+    tracking.finish(report, run_dir)
     stopped_by = history.signal or late.signal
     exit_code = 128 + stopped_by if stopped_by else exit_status(report, cfg.report.fail_on)
     if history.signal:

@@ -87,6 +87,14 @@ def compose_checked(overrides: list[str], conf_dir: str, line: Optional[CommandL
             cfg = compose(line.config_name, overrides=line.compose_overrides(overrides))
     except (HydraException, OmegaConfBaseException) as err:
         raise DlrunError(_explain(err, overrides, conf_dir, line)) from None
+    except AssertionError:  # OmegaConf, on a key below a None node: a logger that logger=[...] does not select
+        keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides if o.lstrip("+~").startswith("logger.")]
+        chosen = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("logger=")), "[tensorboard]")
+        key = next((k for k in keys if k.split(".")[1] not in chosen), None)
+        if key is None:
+            raise
+        raise DlrunError(f"{key} sets the {key.split('.')[1]} logger, which logger={chosen} does not select: add it "
+                         "to the list, e.g. logger=[tensorboard,mlflow]") from None
     _check_added_keys(cfg)
     _check_missing_values(cfg)
     validate(cfg)
@@ -167,7 +175,7 @@ def _explain(err: BaseException, overrides: list[str], conf_dir: str, line: Comm
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
     cause = err.__cause__ or err
-    if isinstance(err, MissingConfigException) or "Could not find" in str(err):
+    if isinstance(err, MissingConfigException) or re.search(r"Could not (find|load) '", str(err)):
         return _missing_option(str(err), conf_dir, line)
     full_key = getattr(cause, "full_key", None)
     if full_key and "." not in full_key:  # an unknown group fails at its first part: name the whole key
@@ -214,7 +222,7 @@ def _expected(message: str) -> str:
 
 def _missing_option(message: str, conf_dir: str, line: CommandLine) -> str:
     """`group=option` that no config dir or installed Hydra plugin provides; Hydra's message lists what exists."""
-    found = re.search(r"Could not find '(.+)/([^'/]+)'", message)
+    found = re.search(r"Could not (?:find|load) '(.+)/([^'/]+)'", message)  # load: an option in a list
     if not found:
         return _first_line(DlrunError(message))
     group, option = found.groups()

@@ -44,6 +44,15 @@ def record_failure(job_dir: Path, overrides: list[str], error: str, exit_status:
 
 
 class SweepSummary(Callback):
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        if config.get("logger") and config.logger.get("mlflow"):  # one MLflow parent run, before any job starts
+            from omegaconf import OmegaConf
+
+            from dlrun import loggers
+
+            loggers.start_sweep(OmegaConf.to_object(config.logger), Path(config.hydra.sweep.dir),
+                                list(config.hydra.overrides.task))
+
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         from dlrun.report import background
 
@@ -52,6 +61,9 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         summary = write_summary(sweep_dir)
+        from dlrun import loggers
+
+        loggers.finish_sweep(sweep_dir, summary)  # MLflow: the jobs' late-drawn plots, then close the parent run
         FAILED_JOBS[:] = [r["job"] for r in summary["failed"]]
         LAST_SUMMARY.clear()
         LAST_SUMMARY.update(summary, sweep_dir=str(sweep_dir))
