@@ -207,7 +207,10 @@ def main() -> None:
     if "--help" in argv or "-h" in argv:
         from dlrun.help import help_text
 
-        print(help_text(CONF_DIR, CommandLine(argv).config_dirs))
+        try:
+            print(help_text(CONF_DIR, CommandLine(argv).config_dirs))
+        except BrokenPipeError:  # dlrun --help | head: the reader has what it wanted
+            sys.stderr.close()
         return
     try:
         cfg = check_command_line(argv, CONF_DIR)
