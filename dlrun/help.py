@@ -17,7 +17,8 @@ GROUP_HELP = {  # group: (what it sets, its main keys)
     "sched": ("the learning-rate schedule", "sched.step_size, sched.gamma, sched.min_lr"),
     "trainer": ("the training loop", "trainer.max_epochs, trainer.batch_size, trainer.device, trainer.precision, "
                                      "trainer.resume"),
-    "report": ("the diagnosis's thresholds and the plots", "report.target_error, report.tolerance, report.alpha"),
+    "report": ("the diagnosis's thresholds, the plots, the training-health probes, a quality gate",
+               "report.target_error, report.tolerance, report.alpha, report.probe_every, report.fail_on"),
     "shift": ("a distribution shift planted in the test split, to see the report catch it",
               "shift.severity, shift.fraction"),
     "experiment": ("a preset over the whole config, from conf/experiment/ or your --config-dir", ""),
