@@ -48,7 +48,7 @@ def test_the_probe_reads_gradient_and_weight_norms_and_the_update_ratio():
     probe.after_backward(grad_scale=2.0)  # an fp16 GradScaler's scale is divided out
     first = probe.collect(1)[0]
     assert first["grad_norm"] == pytest.approx(float(net[0].weight.grad.norm()) / 2)
-    assert first["weight_norm"] == pytest.approx(float(net[0].weight.norm()))
+    assert first["weight_norm"] == pytest.approx(float(net[0].weight.detach().norm()))
     before = net[0].weight.detach().clone()
     with torch.no_grad():
         net[0].weight.mul_(1.5)  # a step that moves the weights by half their norm
