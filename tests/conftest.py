@@ -47,3 +47,28 @@ def _torch_threads():
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
+
+
+def metrics_rows(path: Path) -> list[dict]:
+    """The rows of a run's metrics.csv so far ([] before the first epoch is written)."""
+    import csv
+
+    try:
+        with open(path) as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+
+
+def signal_mid_epoch(proc: subprocess.Popen, metrics_csv: Path, after_epochs: int, sig: int,
+                     timeout: float = 120) -> None:
+    """As a scheduler would: wait until `after_epochs` epochs are in metrics.csv, then half an epoch more (as this
+    machine measured it), then send `sig` to proc."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while len(rows := metrics_rows(metrics_csv)) < after_epochs:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    time.sleep(float(rows[after_epochs - 1]["epoch_seconds"]) / 2)
+    proc.send_signal(sig)

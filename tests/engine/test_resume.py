@@ -171,9 +171,8 @@ def test_a_real_sigterm_mid_epoch_to_dlrun_resumes_exactly(tmp_path):
     import os
     import subprocess
     import sys
-    import time
 
-    from tests.conftest import run_dlrun
+    from tests.conftest import run_dlrun, signal_mid_epoch
 
     # small batches make an epoch long enough (hundreds of steps) that the signal lands inside one
     args = ["trainer.batch_size=4", "reg.dropout=0.2", "early_stop.patience=50", "trainer.max_epochs=6",
@@ -185,13 +184,7 @@ def test_a_real_sigterm_mid_epoch_to_dlrun_resumes_exactly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "dlrun", *args, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while len(_rows(run_dir / "metrics.csv")) < 2:  # wait until epoch 2 is written ...
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.01)
-    with open(run_dir / "metrics.csv") as f:  # ... then half an epoch more, as this machine measured it
-        time.sleep(float(list(csv.DictReader(f))[1]["epoch_seconds"]) / 2)
-    proc.send_signal(signal.SIGTERM)
+    signal_mid_epoch(proc, run_dir / "metrics.csv", after_epochs=2, sig=signal.SIGTERM)  # during epoch 3
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
     last = checkpoint.load(run_dir / "checkpoints" / "last.pt")
@@ -205,13 +198,6 @@ def test_a_real_sigterm_mid_epoch_to_dlrun_resumes_exactly(tmp_path):
     a = checkpoint.load(tmp_path / "whole" / "checkpoints" / "last.pt")["model"]
     b = checkpoint.load(tmp_path / "resumed" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[key], b[key]) for key in a)
-
-
-def _rows(path):
-    try:
-        return _metrics(path)
-    except FileNotFoundError:
-        return []
 
 
 def test_an_atomic_write_syncs_the_file_then_the_folder_after_the_rename(tmp_path, monkeypatch):

@@ -59,7 +59,8 @@ main()
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR2"), reason="POSIX signals")
 def test_slurm_warning_signal_checkpoints_then_requeues_and_the_requeued_job_resumes(tmp_path):
-    from tests.engine.test_resume import _metrics, _rows
+    from tests.conftest import signal_mid_epoch
+    from tests.engine.test_resume import _metrics
 
     args = ["trainer.batch_size=4", "early_stop.patience=50", "trainer.max_epochs=4", "trainer.checkpoint_every=0",
             "trainer.tensorboard=false", "trainer.progress=false", "report.plots=false", "model.hidden=[32]",
@@ -70,12 +71,7 @@ def test_slurm_warning_signal_checkpoints_then_requeues_and_the_requeued_job_res
     command = [sys.executable, "-c", SUBMITIT_LIKE, str(marker), *args, f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while len(_rows(run_dir / "metrics.csv")) < 1:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.01)
-    time.sleep(float(_rows_seconds(run_dir)) / 2)
-    proc.send_signal(signal.SIGUSR2)
+    signal_mid_epoch(proc, run_dir / "metrics.csv", after_epochs=1, sig=signal.SIGUSR2)
     _, err = proc.communicate(timeout=120)
     assert marker.read_text() == "SIGUSR2", err  # the launcher's handler got the signal after dlrun's checkpoint
     assert proc.returncode == 255, err  # submitit's sys.exit(-1), not dlrun's 128 + N
@@ -87,11 +83,6 @@ def test_slurm_warning_signal_checkpoints_then_requeues_and_the_requeued_job_res
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert requeued.returncode == 0, requeued.stderr
     assert _metrics(tmp_path / "whole" / "metrics.csv") == _metrics(run_dir / "metrics.csv")
-
-
-def _rows_seconds(run_dir):
-    with open(run_dir / "metrics.csv") as f:
-        return list(csv.DictReader(f))[0]["epoch_seconds"]
 
 
 @pytest.mark.slow
