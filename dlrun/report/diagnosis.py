@@ -26,6 +26,7 @@ from typing import Any, Optional
 import numpy as np
 
 from dlrun.report import health, stats
+from dlrun.report.settings import get as _get
 
 SEVERITIES = ("none", "mild", "severe")
 
@@ -90,13 +91,6 @@ def next_command(overrides: list[str], changes: dict[str, Any]) -> str:
     return " ".join(["dlrun"] + [shlex.quote(item) for item in keep])
 
 
-def _get(settings: dict, dotted: str, default: Any = None) -> Any:
-    node: Any = settings
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
 
 
 def _bigger_model(settings: dict) -> dict[str, Any]:
@@ -248,11 +242,6 @@ def _severity(size: float, tolerance: float, base: float = 0.0) -> str:
     return "severe" if size >= 2 * tolerance or size >= max(tolerance, base) else "mild"
 
 
-def _safe_lr(settings: dict) -> float:
-    """A learning rate that plausibly trains after a divergence (health.lower_lr: one rule for both)."""
-    return health.lower_lr(settings)
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -393,8 +382,9 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, target_err
                "no_signal": no_signal}
     lr = _get(settings, "optim.lr", 1e-3)
     max_epochs = _get(settings, "trainer.max_epochs", 50)
-    safe_lr = Action(f"lower the learning rate to {_safe_lr(settings):g}",
-                     next_command(overrides, {"optim.lr": _safe_lr(settings)}))
+    # after a divergence: a learning rate that plausibly trains (one rule with the health findings')
+    safe_lr = Action(f"lower the learning rate to {health.lower_lr(settings):g}",
+                     next_command(overrides, {"optim.lr": health.lower_lr(settings)}))
     diverged = history.stop_reason == "diverged"
     if diverged and (history.best_epoch < 1 or not math.isfinite(evaluation.splits["train"].loss)):
         f.detected, f.severity = True, "severe"

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dlrun.report.settings import get as _get
+
 VANISHING_RATIO = 1e-3  # first layer's gradient norm / last layer's (AutoTrainer)
 EXPLODING_RATIO = 70.0
 EXPLODING_GROWTH = 1e3  # the largest gradient norm grew this much from the first probe
@@ -188,12 +190,3 @@ def check(dynamics: list[dict], rows: list[dict], settings: dict) -> list[Health
     if "dying_relu" in names:
         found = [f for f in found if f.name != "vanishing_gradients"]  # dead units pass no gradient: the cause
     return found
-
-
-def _get(settings: dict, dotted: str, default: Any = None) -> Any:
-    node: Any = settings
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
