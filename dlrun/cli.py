@@ -125,11 +125,7 @@ def launch_prefix(argv: list[str] | None = None, environ: dict | None = None) ->
     if environ.get("TORCHELASTIC_RUN_ID") is not None and local:
         nodes = max(1, int(environ.get("WORLD_SIZE", local)) // int(local))
         words = ["torchrun", *([f"--nnodes={nodes}"] if nodes > 1 else []), f"--nproc-per-node={local}", "-m", "dlrun"]
-    for i, arg in enumerate(argv):
-        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
-            words += ["--config-dir", shlex.quote(str(Path(argv[i + 1]).expanduser().resolve()))]
-        elif arg.startswith("--config-dir="):
-            words += ["--config-dir", shlex.quote(str(Path(arg.split("=", 1)[1]).expanduser().resolve()))]
+    words += [word for folder in CommandLine(argv).config_dirs for word in ("--config-dir", shlex.quote(folder))]
     return " ".join(words)
 
 

@@ -135,13 +135,6 @@ def plot_jobs(folder: Path, history: Any, evaluation: Any, diagnosis: Any,
     return jobs
 
 
-def draw_plots(folder: Path, history: Any, evaluation: Any, diagnosis: Any, class_names: list[str],
-               run_info: dict | None = None) -> dict[str, Path]:
-    """Draw the report's PNGs now: {name: path}."""
-    return {name: draw(*args, path) for name, draw, args, path in
-            plot_jobs(folder, history, evaluation, diagnosis, class_names)}
-
-
 PLOT_TITLES = {"learning_curves": "Learning curves", "confusion_matrix": "Confusion matrix (test)",
                "per_class_error": "Per-class error, validation vs test", "confidence": "Confidence (max softmax)",
                "residuals": "Residuals (test)", "feature_pca": "Penultimate features, PCA by split",

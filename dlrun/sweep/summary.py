@@ -194,22 +194,13 @@ def read_jobs(sweep_dir: Path) -> tuple[dict[str, dict], list[dict], list[str]]:
 def write_summary(sweep_dir: Path, plots: bool = True) -> dict:
     """Read every job folder under sweep_dir; write summary.json, .md, .csv and .html next to them."""
     from dlrun.engine.checkpoint import atomic_write_text
+    from dlrun.report.render import clean
     from dlrun.sweep import render
 
     sweep_dir = Path(sweep_dir)
     summary = summarize(*read_jobs(sweep_dir))
-    atomic_write_text(sweep_dir / "summary.json", json.dumps(_clean(summary), indent=2) + "\n")
+    atomic_write_text(sweep_dir / "summary.json", json.dumps(clean(summary), indent=2) + "\n")
     atomic_write_text(sweep_dir / "summary.md", render_markdown(summary))
     atomic_write_text(sweep_dir / "summary.csv", render_csv(summary))
     atomic_write_text(sweep_dir / "summary.html", render.html(summary, plots=plots))
     return summary
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
