@@ -172,7 +172,7 @@ def _parse(overrides: list[str]) -> list:
 
 def _sweep_points(overrides: list[str]) -> list[list[str]]:
     """Every point of a basic multirun sweep; past MAX_POINTS, each swept value once with the others' first values."""
-    if any(o.split("=", 1)[0] == "hydra/sweeper" for o in overrides):
+    if any(o.split("=", 1)[0] == "hydra/sweeper" and o.split("=", 1)[1] != "basic" for o in overrides):
         return [[o for o in overrides if not _parse([o])[0].is_sweep_override()]]  # a search space, not a grid
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 

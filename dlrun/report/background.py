@@ -7,6 +7,11 @@ report.md are written at once), and the sweep callback calls `shutdown()` before
 report is complete when the sweep returns (and at exit: the pool finishes its queue). Everywhere else
 (a single run, joblib and Slurm jobs in their own processes) `submit()` draws at once, as before.
 
+When drawing a report takes longer than training the next job (a default digits run trains in 0.35 s, its six
+figures take 0.7 s), the helper falls behind; once it has MAX_BEHIND reports in hand the next one is drawn in this
+process instead, so both cores stay busy and the wait at the end of the sweep stays one report long
+(benchmarks/RESULTS.md, "The marginal cost of a sweep job").
+
 The helper is one spawned process (fork after torch has started its thread pools can deadlock), at a lower
 priority than training, with one BLAS thread.
 """
@@ -21,6 +26,7 @@ log = logging.getLogger(__name__)
 
 _pool = None  # concurrent.futures.ProcessPoolExecutor when enabled
 _pending: list = []  # (future, path) of figures not yet drawn
+MAX_BEHIND = 2  # reports the helper may have in hand before the next one is drawn here
 
 
 def _init_worker() -> None:
@@ -51,8 +57,10 @@ def enabled() -> bool:
 
 
 def submit(draw: Callable[..., Any], *args: Any, path: Any) -> Any:
-    """draw(*args, path) now, or in the helper process when enabled; returns the path the file will have."""
-    if _pool is None:
+    """draw(*args, path) in the helper process when enabled and keeping up, else here and now; returns the path the
+    file will have. A helper still busy with an earlier report means drawing costs more than training here: this
+    one is drawn in this process, so that the queue (and the wait at the end of the sweep) does not grow with it."""
+    if _pool is None or sum(not future.done() for future, _ in _pending) >= MAX_BEHIND:
         return draw(*args, path)
     _pending.append((_pool.submit(draw, *args, path), path))
     return path

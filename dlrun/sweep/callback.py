@@ -1,4 +1,5 @@
-"""A Hydra callback that writes the summary of a sweep once every job has finished (`dlrun -m ...`).
+"""A Hydra callback that writes the summary of a sweep once every job has finished (`dlrun -m ...`), and at the
+start of the sweep makes Hydra compose the jobs once per choice of config groups (dlrun/sweep/compose.py).
 
 It reads each job's report.json (the versioned contract), so it works the same for the basic launcher, joblib and
 Slurm through submitit: Hydra calls `on_multirun_end` in the launching process after the launcher returns.
@@ -43,8 +44,22 @@ def record_failure(job_dir: Path, overrides: list[str], error: str, exit_status:
     os.replace(tmp, job_dir / "failure.json")
 
 
+def compose_once_per_choice() -> None:
+    """Give the running Hydra app dlrun's config loader (dlrun/sweep/compose.py) before it sets up the sweeper, which
+    hands the app's loader to its batch check and to the launcher: every sweeper and launcher then composes a job
+    from one composition per choice of config groups."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from dlrun.sweep.compose import ComposeOncePerChoice
+
+    app = GlobalHydra.instance().hydra
+    if app is not None and not isinstance(app.config_loader, ComposeOncePerChoice):
+        app.config_loader = ComposeOncePerChoice(app.config_loader)
+
+
 class SweepSummary(Callback):
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        compose_once_per_choice()  # Hydra calls this just before it instantiates the sweeper
         if config.get("logger") and config.logger.get("mlflow"):  # one MLflow parent run, before any job starts
             from omegaconf import OmegaConf
 

@@ -9,12 +9,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from dlrun.pipeline import run
-from tests.conftest import make_config, run_dlrun
+from tests.conftest import make_config, run_dlrun, signal_mid_epoch
 
 
 def test_auto_resume_skips_a_finished_run_and_starts_an_empty_folder(tmp_path):
@@ -59,7 +58,6 @@ main()
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR2"), reason="POSIX signals")
 def test_slurm_warning_signal_checkpoints_then_requeues_and_the_requeued_job_resumes(tmp_path):
-    from tests.conftest import signal_mid_epoch
     from tests.engine.test_resume import _metrics
 
     args = ["trainer.batch_size=4", "early_stop.patience=50", "trainer.max_epochs=4", "trainer.checkpoint_every=0",
@@ -88,17 +86,15 @@ def test_slurm_warning_signal_checkpoints_then_requeues_and_the_requeued_job_res
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_without_retraining_its_finished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", "trainer.seed=0,1,2", "trainer.max_epochs=3", "trainer.progress=false", "report.plots=false",
-            "model.hidden=[16]", "trainer.tensorboard=false", f"hydra.sweep.dir={sweep}", "trainer.resume=auto"]
+    # small batches: epochs long enough that the signal lands inside job 1, whatever this machine's speed
+    args = ["-m", "trainer.seed=0,1,2", "trainer.max_epochs=3", "trainer.batch_size=4", "early_stop.patience=50",
+            "trainer.progress=false", "report.plots=false", "model.hidden=[16]", "trainer.tensorboard=false",
+            f"hydra.sweep.dir={sweep}", "trainer.resume=auto"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.Popen([sys.executable, "-m", "dlrun", *args], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 120
-    while not (sweep / "1" / "metrics.csv").exists():  # the sweep is in its second job
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
+    signal_mid_epoch(proc, sweep / "1" / "metrics.csv", after_epochs=1, sig=signal.SIGTERM)  # in the second job
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert not (sweep / "2").exists() and not (sweep / "summary.json").exists()
