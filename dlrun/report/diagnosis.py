@@ -91,8 +91,6 @@ def next_command(overrides: list[str], changes: dict[str, Any]) -> str:
     return " ".join(["dlrun"] + [shlex.quote(item) for item in keep])
 
 
-
-
 def _bigger_model(settings: dict) -> dict[str, Any]:
     """The override that doubles the model's capacity, for whatever family it is."""
     model = settings.get("model", {})

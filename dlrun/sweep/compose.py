@@ -63,7 +63,6 @@ class ComposeOncePerChoice(ConfigLoader):
 
     def _from_base(self, master: DictConfig, sweep_overrides: list[str]) -> Optional[DictConfig]:
         from hydra._internal.config_loader_impl import ConfigLoaderImpl
-        from hydra.core.override_parser.overrides_parser import OverridesParser
 
         config_name = master.hydra.job.config_name
         master_overrides = list(OmegaConf.to_container(master.hydra.overrides.hydra))
@@ -73,15 +72,17 @@ class ComposeOncePerChoice(ConfigLoader):
         parsed, repo = split(config_name, master_overrides + sweep_overrides)
         if any(o.is_sweep_override() for o in parsed):
             return None  # Hydra refuses these in a job: let it say so
-        ours = parsed[len(master_overrides):]
-        chooses = [repo.group_exists(o.key_or_group) and not isinstance(o.value(), dict) for o in ours]
-        values = [o for o, choice in zip(ours, chooses) if not choice]
+        choices, values = [], []
+        for o in parsed[len(master_overrides):]:
+            chooses = repo.group_exists(o.key_or_group) and not isinstance(o.value(), dict)
+            (choices if chooses else values).append(o)
         if any(o.is_hydra_override() for o in values):
             return None  # hydra.* values are read while composing (env_copy, searchpath): compose them in full
-        key = (config_name, tuple(master_overrides), tuple(o.input_line for o, c in zip(ours, chooses) if c))
+        chosen = [o.input_line for o in choices]
+        key = (config_name, tuple(master_overrides), tuple(chosen))
         base = self._bases.get(key)
         if base is None:
-            base = self.inner.load_sweep_config(master, [o.input_line for o, c in zip(ours, chooses) if c])
+            base = self.inner.load_sweep_config(master, chosen)
             self.compositions += 1
             self._bases[key] = base
             if len(self._bases) > MAX_BASES:
@@ -91,10 +92,9 @@ class ComposeOncePerChoice(ConfigLoader):
         cfg = copy.deepcopy(base)
         ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
         # what _load_configuration_impl records after applying the overrides, in command-line order
-        everything = OverridesParser.create().parse_overrides(master_overrides + sweep_overrides)
-        task = [o for o in everything if not o.is_hydra_override()]
+        task = [o for o in parsed if not o.is_hydra_override()]
         with open_dict(cfg.hydra):
-            cfg.hydra.overrides.hydra = [o.input_line for o in everything if o.is_hydra_override()]
+            cfg.hydra.overrides.hydra = [o.input_line for o in parsed if o.is_hydra_override()]
             cfg.hydra.overrides.task = [o.input_line for o in task]
             cfg.hydra.job.override_dirname = _override_dirname(task, cfg)
         OmegaConf.copy_cache(from_config=master, to_config=cfg)
