@@ -170,7 +170,8 @@ def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], split
 
     import dlrun
     from dlrun.engine import evaluate
-    from dlrun.report import baselines_for, diagnose, render
+    from dlrun.report import baselines_for, diagnose
+    from dlrun.report.render import render
 
     evaluation = evaluate(model, splits, cfg.trainer)
     baselines = baselines_for(splits)

@@ -348,7 +348,7 @@ def test_a_real_run_logs_each_epoch_and_its_report(tmp_path, store):
         result = run(cfg, tmp_path / name, overrides=["trainer.max_epochs=2"])
         run_id = _run_id(tmp_path / name)
         history = _client(store).get_metric_history(run_id, "val_error")
-        rows = list(csv.DictReader((tmp_path / name / "metrics.csv").open()))
+        rows = list(csv.DictReader((tmp_path / name / "metrics.csv").read_text().splitlines()))
         assert [(m.step, m.value) for m in history] == [(int(r["epoch"]), pytest.approx(float(r["val_error"])))
                                                         for r in rows] and len(rows) == 2
         assert _client(store).get_run(run_id).data.metrics["final/test_error"] == \

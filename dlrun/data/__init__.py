@@ -75,7 +75,7 @@ def load(dataset_cfg, split_cfg, shift_cfg=None) -> Splits:
     def make(name: str) -> Split:
         xs, ys, idx = raw[name]
         if classification:
-            y_t = torch.as_tensor(ys, dtype=torch.int64)
+            y_t = torch.tensor(ys, dtype=torch.int64)  # a copy: ys may be a read-only view
         else:
             y_t = torch.as_tensor((ys.astype(np.float64) - y_mean) / y_scale, dtype=torch.float32)
         return Split(x=torch.from_numpy(normalize.apply(xs, mean, std)), y=y_t, index=idx)

@@ -2,7 +2,6 @@
 
 from dlrun.report.baselines import baselines_for
 from dlrun.report.diagnosis import Action, Diagnosis, Finding, diagnose, next_command
-from dlrun.report.render import SCHEMA_VERSION, render
+from dlrun.report.render import SCHEMA_VERSION  # not render(): dlrun.report.render stays the module
 
-__all__ = ["Action", "Diagnosis", "Finding", "SCHEMA_VERSION", "baselines_for", "diagnose", "next_command",
-           "render"]
+__all__ = ["Action", "Diagnosis", "Finding", "SCHEMA_VERSION", "baselines_for", "diagnose", "next_command"]

@@ -32,6 +32,7 @@ def _cfg(tmp_path, **kw) -> TabularConfig:
     return TabularConfig(path=_write(tmp_path, "train.csv", _table(600, 0)), target="label", **kw)
 
 
+@pytest.mark.filterwarnings("error")  # a read-only label array made torch warn on the terminal
 def test_test_from_replaces_the_test_split_and_statistics_stay_training_only(tmp_path):
     test_file = _write(tmp_path, "test.csv", _table(150, 1, shift=3.0))
     splits = data.load(_cfg(tmp_path, test_from=test_file), SplitConfig())
@@ -55,6 +56,7 @@ def test_val_and_test_from_leave_the_main_file_to_training_and_train_dev(tmp_pat
     assert len(splits.train) + len(splits.train_dev) == 600 and len(splits.train_dev) == 120
 
 
+@pytest.mark.filterwarnings("error")  # pandas 4 will raise on categories the dtype lacks
 def test_categories_come_from_the_training_file(tmp_path, caplog):
     other = _table(80, 4)
     other.loc[:9, "colour"] = "blue"  # a category the training file never had

@@ -217,15 +217,15 @@ def test_an_atomic_write_syncs_the_file_then_the_folder_after_the_rename(tmp_pat
 def test_a_signal_while_the_report_is_written_is_held_until_the_report_is_whole(tmp_path, monkeypatch):
     import json
 
-    from dlrun import report
+    from dlrun.report import render as report_render
 
-    render = report.render
+    render = report_render.render
 
     def render_with_a_signal(*a, **k):
         signal.raise_signal(signal.SIGTERM)  # the scheduler's SIGTERM arrives mid-report
         return render(*a, **k)
 
-    monkeypatch.setattr(report, "render", render_with_a_signal)
+    monkeypatch.setattr(report_render, "render", render_with_a_signal)
     result = run(make_config(trainer={"max_epochs": 2}, **GROUPS), tmp_path, overrides=[])
     assert result.exit_code == 128 + signal.SIGTERM  # the scheduler learns the job was stopped ...
     saved = json.loads((tmp_path / "report.json").read_text())

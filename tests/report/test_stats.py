@@ -97,6 +97,21 @@ def test_ks_softmax_test_fires_on_shift_and_names_the_class():
     assert 0 < result.statistic <= 1
 
 
+def test_ks_softmax_test_on_a_collapsed_softmax_gives_the_asymptotic_p_value_without_a_warning():
+    import warnings
+
+    # a run that collapsed to one output: two values per column, heavily tied (seen with optim.lr=10), where scipy's
+    # exact p-value fails and it warns on the user's terminal before falling back to the asymptotic one
+    p_ref = np.tile([[0.0, 1.0]], (360, 1))
+    p_ref[:18] = [1.0, 0.0]
+    p_new = np.tile([[0.0, 1.0]], (360, 1))
+    p_new[:20] = [1.0, 0.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = stats.ks_softmax_test(p_ref, p_new)
+    assert result.statistic == pytest.approx(2 / 360) and result.p_value == pytest.approx(1.0)
+
+
 def test_mmd_quiet_on_same_gaussians_and_fires_on_a_mean_shift():
     quiet = 0
     for seed in range(10):

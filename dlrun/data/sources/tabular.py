@@ -185,7 +185,8 @@ def _encode_features(features, path: str, levels: dict[str, list]) -> np.ndarray
         if unseen:
             log.warning("tabular %s: column %r has %d categories the training file lacks (%s): encoded as zeros",
                         path, name, len(unseen), ", ".join(map(str, sorted(unseen, key=str)[:5])))
-        features[name] = pd.Categorical(features[name], categories=levels[name])
+        known = features[name].where(features[name].isin(levels[name]))  # unseen -> missing: no one-hot column
+        features[name] = pd.Categorical(known, categories=levels[name])
     encoded = pd.get_dummies(features, columns=categorical, dtype=np.float32) if categorical else features
     x = encoded.to_numpy(dtype=np.float32)
     if not np.isfinite(x).all():  # inf (or a number too large for float32) would poison the normalisation
