@@ -1,5 +1,6 @@
 """Training-health findings from the probes (dynamics.csv) and the loss curve: vanishing and exploding gradients,
-dying ReLU, saturated units, an oscillating loss, slow convergence; each with its evidence and actions that are real
+dying ReLU, saturated units, an oscillating loss (by the rule of the report's curve trend, stats.oscillation), slow
+convergence; each with its evidence and actions that are real
 config keys (DeepDiagnosis, ICSE 2022, maps such symptoms to fixes).
 
 Thresholds follow AutoTrainer (ICSE 2021): a first-to-last-layer gradient-norm ratio below 1e-3 is vanishing, above
@@ -16,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dlrun.report import stats
 from dlrun.report.settings import get as _get
 
 VANISHING_RATIO = 1e-3  # first layer's gradient norm / last layer's (AutoTrainer)
@@ -23,8 +25,6 @@ EXPLODING_RATIO = 70.0
 EXPLODING_GROWTH = 1e3  # the largest gradient norm grew this much from the first probe
 DEAD_FRACTION = 0.7  # of a ReLU layer's units, at the last probe (AutoTrainer's 70% zero gradients)
 SATURATED_FRACTION = 0.7  # of a sigmoid/tanh layer's units
-OSCILLATION_TURNS = 0.5  # share of epochs where the training loss changes direction ...
-OSCILLATION_AMPLITUDE = 0.1  # ... by more than this share of its level
 SLOW_DROP = 0.1  # the training loss fell by less than this share over the run
 MIN_EPOCHS = 5  # curve-based findings need this many epochs
 
@@ -147,18 +147,19 @@ def saturation(dynamics, rows, settings) -> list[HealthFinding]:
 
 
 def oscillating(dynamics, rows, settings) -> list[HealthFinding]:
+    """The training loss zigzags at the end of the run: stats.oscillation, the rule of the report's curve trend."""
     loss = np.array([r["train_loss"] for r in rows], dtype=float)
     if len(loss) < MIN_EPOCHS or not np.isfinite(loss).all():
         return []
-    steps = np.diff(loss)
-    turns = float(np.mean(np.sign(steps[1:]) != np.sign(steps[:-1])))
-    amplitude = float(np.mean(np.abs(steps)) / max(np.mean(np.abs(loss)), 1e-12))
-    if turns < OSCILLATION_TURNS or amplitude < OSCILLATION_AMPLITUDE:
+    zigzag = stats.oscillation(loss)
+    if not zigzag["oscillating"]:
         return []
     batch = _get(settings, "trainer.batch_size")
     changes = [{"optim.lr": lower_lr(settings)}] + ([{"trainer.batch_size": 2 * batch}] if batch else [])
-    return [HealthFinding("oscillating_loss", f"the training loss changes direction in {100 * turns:.0f}% of "
-                                              f"epochs, by {100 * amplitude:.0f}% of its level on average",
+    return [HealthFinding("oscillating_loss", f"over the last {zigzag['epochs']} epochs the training loss changes "
+                                              f"direction at {100 * zigzag['flips']:.0f}% of the steps, by "
+                                              f"{100 * zigzag['of_level']:.0f}% of its level and "
+                                              f"{100 * zigzag['of_range']:.0f}% of the range it covered on average",
                           changes, ["a lower learning rate", "larger batches (less gradient noise)"][:len(changes)])]
 
 

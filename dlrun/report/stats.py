@@ -18,7 +18,8 @@ TASKS = ("classification", "regression")
 # cross-entropy near 2.3 and a regression MSE near 0.01 alike
 DIVERGED_FACTOR = 10.0  # diverged: non-finite, or last > 10x the minimum and above the first epoch (curve_trend)
 OSCILLATION_FLIP_FRACTION = 0.7  # oscillating: successive differences flip sign this often (i.i.d. noise: ~2/3)...
-OSCILLATION_AMPLITUDE = 0.05  # ...and the mean |step| is >= 5% of the mean level: 1% noise is not a zigzag
+OSCILLATION_AMPLITUDE = 0.05  # ...and the mean |step| is >= 5% of the mean level (1% noise is not a zigzag) and
+# >= 5% of the range the whole curve covered (a loss that fell from 0.8 to 1e-4 and jitters by 1e-4 has converged)
 FALLING_REL_DROP = 0.01  # falling: the fitted line over the last `window` epochs drops > 1% of the level...
 FALLING_P_VALUE = 0.05  # ...and its slope is negative at this one-sided significance (linregress)
 FLAT_REL_CHANGE = 0.03  # flat: no epoch strays more than 3% from the first one
@@ -388,8 +389,8 @@ def curve_trend(values: np.ndarray, window: int = 5) -> str:
 
     diverged     a non-finite value, or last > DIVERGED_FACTOR x minimum and above the first epoch (without that
                  second condition, a validation loss that overfits from 0.05 to 0.6 would count as diverged);
-    oscillating  over the last 2 x window epochs, successive differences flip sign at least
-                 OSCILLATION_FLIP_FRACTION of the time with a mean |step| of OSCILLATION_AMPLITUDE of the level;
+    oscillating  see oscillation(): the last 2 x window epochs zigzag by a step that matters at the curve's
+                 level and against the range it covered;
     falling      a linear fit (scipy.stats.linregress) on the last `window` epochs drops more than FALLING_REL_DROP
                  of the level, with a one-sided p < FALLING_P_VALUE (with 2 epochs: the last is 1% below the first);
     flat         no epoch strays more than FLAT_REL_CHANGE from the first one (also fewer than 2 epochs);
@@ -406,14 +407,8 @@ def curve_trend(values: np.ndarray, window: int = 5) -> str:
     if last > DIVERGED_FACTOR * lowest and last > first:
         return "diverged"
 
-    tail = values[-2 * window:]
-    steps = np.diff(tail)
-    signs = np.sign(steps[steps != 0])
-    if len(signs) >= 3:
-        flips = np.mean(signs[1:] != signs[:-1])
-        amplitude = np.mean(np.abs(steps)) / max(np.mean(np.abs(tail)), np.finfo(float).tiny)
-        if flips >= OSCILLATION_FLIP_FRACTION and amplitude >= OSCILLATION_AMPLITUDE:
-            return "oscillating"
+    if oscillation(values, window)["oscillating"]:
+        return "oscillating"
 
     recent = values[-window:]
     level = max(np.mean(np.abs(recent)), np.finfo(float).tiny)
@@ -427,6 +422,25 @@ def curve_trend(values: np.ndarray, window: int = 5) -> str:
     if np.max(np.abs(values - first)) <= FLAT_REL_CHANGE * max(abs(first), np.finfo(float).tiny):
         return "flat"
     return "converged"
+
+
+def oscillation(values: np.ndarray, window: int = 5) -> dict:
+    """Whether a finite per-epoch curve zigzags at its end: over its last 2 x window epochs, the share of successive
+    differences that flip sign (flips, of those that are not zero) and the mean |step| as a share of the tail's mean
+    level (of_level) and of the range the whole curve covered (of_range). oscillating: flips >=
+    OSCILLATION_FLIP_FRACTION with at least 3 non-zero steps, of_level and of_range >= OSCILLATION_AMPLITUDE.
+    The one rule for "the loss oscillates", in curve_trend and in the training-health finding (health.py)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    tail = values[-2 * window:]
+    steps = np.diff(tail)
+    signs = np.sign(steps[steps != 0])
+    tiny = np.finfo(float).tiny
+    out = {"epochs": len(tail), "flips": float(np.mean(signs[1:] != signs[:-1])) if len(signs) >= 2 else 0.0,
+           "of_level": float(np.mean(np.abs(steps)) / max(np.mean(np.abs(tail)), tiny)) if len(steps) else 0.0,
+           "of_range": float(np.mean(np.abs(steps)) / max(np.ptp(values), tiny)) if len(steps) else 0.0}
+    out["oscillating"] = bool(len(signs) >= 3 and out["flips"] >= OSCILLATION_FLIP_FRACTION
+                              and min(out["of_level"], out["of_range"]) >= OSCILLATION_AMPLITUDE)
+    return out
 
 
 def u_curve(val_loss: np.ndarray, best_epoch: int, train_loss: np.ndarray | None = None) -> dict:

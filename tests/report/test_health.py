@@ -11,7 +11,8 @@ from torch import nn
 from dlrun.config import MLPConfig, OptimConfig
 from dlrun.engine.health import Probe
 from dlrun.pipeline import run
-from dlrun.report import health
+from dlrun.report import health, stats
+from tests.report.test_stats import CONVERGED_JITTER
 from tests.conftest import make_config
 
 
@@ -96,6 +97,20 @@ FALLING = [{"train_loss": 2.0 * 0.7 ** i} for i in range(8)]
 ])
 def test_each_finding_fires_at_its_threshold_and_not_below(rows, loss, expected):
     assert [f.name for f in health.check(rows, loss, SETTINGS)] == expected
+
+
+@pytest.mark.parametrize("loss", [
+    [1.0, 0.5, 1.0, 0.5, 1.0, 0.5, 1.0],  # a zigzag from the start
+    [2.3 * 0.8 ** i for i in range(12)],  # falling
+    CONVERGED_JITTER,  # fell to 1e-4 and jitters there (a ResNet with SGD): the finding used to fire
+    list(CONVERGED_JITTER[:40]) + [1e-4, 2e-4] * 5,  # a perfect zigzag at 1e-4
+    list(CONVERGED_JITTER[:40]) + [0.01, 0.06] * 5,  # bounces by 6% of the way it came
+    [2.3 + 0.01 * (-1) ** i for i in range(12)],  # stuck at chance, with a 0.4% jitter
+])
+def test_the_health_finding_and_the_curve_trend_agree_on_an_oscillating_loss(loss):
+    found = "oscillating_loss" in [f.name for f in health.check(_rows(), [{"train_loss": v} for v in loss], SETTINGS)]
+    assert found == (stats.curve_trend(loss) == "oscillating")
+    assert found == (loss[0] == 1.0 or loss[-1] == 0.06)  # the two that really zigzag
 
 
 def test_actions_are_real_config_changes():

@@ -214,6 +214,26 @@ def test_curve_trend_small_noise_on_a_plateau_is_not_oscillating():
     assert stats.curve_trend(values) == "converged"
 
 
+# a ResNet with SGD on digits (a real run): the loss fell from 0.84 to about 1e-4 and jitters there, by as much as
+# its own level but by a ten-thousandth of the way it came; converged, not a learning rate to lower
+CONVERGED_JITTER = [0.83748, 0.11022, 0.07903, 0.05448, 0.01728, 0.00947, 0.00835, 0.00183, 0.0009, 0.00174, 0.00433,
+                    0.00597, 0.00225, 0.00388, 0.00306, 0.0073, 0.00353, 0.00855, 0.00064, 0.00301, 0.00145, 0.00054,
+                    0.00118, 0.00063, 0.00082, 0.00022, 0.00024, 0.00018, 0.00011, 0.0001, 8e-05, 6e-05, 8e-05,
+                    0.00014, 5e-05, 0.00011, 0.0001, 8e-05, 0.0001, 0.0001, 9e-05, 0.00016, 0.00012, 6e-05, 9e-05,
+                    0.00018, 7e-05, 7e-05, 6e-05, 0.0001]
+
+
+def test_a_loss_that_converged_near_zero_and_jitters_there_is_not_oscillating():
+    assert stats.curve_trend(CONVERGED_JITTER) == "converged"
+    jitter = list(CONVERGED_JITTER[:40]) + [1e-4, 2e-4] * 5  # a perfect zigzag at its level, as the rule once read
+    zigzag = stats.oscillation(jitter)
+    assert zigzag["flips"] == 1.0 and zigzag["of_level"] > 0.5  # at its own level: 67% steps
+    assert zigzag["of_range"] < 1e-3 and not zigzag["oscillating"]  # against the way it came: nothing
+    assert stats.curve_trend(jitter) == "converged"
+    instability = list(CONVERGED_JITTER[:40]) + [0.01, 0.06] * 5  # the same run bouncing by 6% of its range
+    assert stats.oscillation(instability)["oscillating"] and stats.curve_trend(instability) == "oscillating"
+
+
 def test_curve_trend_overfit_rise_is_not_divergence():
     values = np.concatenate([np.linspace(2.3, 0.05, 10), np.linspace(0.1, 0.8, 10)])  # 16x its minimum, below start
     assert stats.curve_trend(values) != "diverged"
