@@ -232,6 +232,11 @@ def _explain(err: BaseException, overrides: list[str], conf_dir: str, line: Comm
     if present:  # `+key=v` for a key the config already has
         key = present.group(1)
         return f"+{key}: the key exists already, the '+' adds new keys only; set it with {key}={_value_of(key, overrides)}"
+    twice = re.search(r"Multiple values for ([\w/.@-]+)\.", text)
+    if twice:  # `+group=option` for a group the defaults already choose
+        group = twice.group(1)
+        return (f"+{group}: {group} has an option already (the '+' is for a group with none yet); choose another "
+                f"with {group}={_value_of(group, overrides)}")
     if "Ambiguous value" in text or "--multirun" in text:
         sweep = next((o for o in overrides if "," in o.split("=", 1)[-1]), "")
         return f"{sweep or 'the command line'} is a sweep: add -m (--multirun) to run one job per value"

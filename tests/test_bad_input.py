@@ -160,6 +160,8 @@ CASES = [
     ("split sum", lambda t: ["split.train=0.5"], "split ratios must sum to 1, got 0.9"),
     ("plus on an existing key", lambda t: ["+split.folds=5"], "+split.folds: the key exists already, the '+' adds "
      "new keys only; set it with split.folds=5"),
+    ("plus on a chosen group", lambda t: ["+model=vgg"], "+model: model has an option already (the '+' is for a "
+     "group with none yet); choose another with model=vgg"),
     ("threads word", lambda t: ["trainer.threads=many"], "trainer.threads='many' is not allowed, expected auto, a "
      "whole number >= 1, or null"),
     ("fail_on typo", lambda t: ["report.fail_on=[overfiting]"], "report.fail_on=['overfiting']: overfiting is not a "
