@@ -105,8 +105,8 @@ def sweep_table(summary: dict, sweep_dir: str, console: Optional[Console] = None
     # a log file or a pipe gets wide lines (rich would assume 80 columns); a terminal, its own width
     console = console or Console(stderr=True, highlight=False, soft_wrap=True,
                                  width=None if sys.stderr.isatty() else 160)
-    metric = summary["rank_by"]["metric"]
-    table = Table(title=f"sweep: {len(summary['jobs'])} jobs, ranked by {metric} ({summary['rank_by']['mode']})")
+    metric, mode, jobs = summary["rank_by"]["metric"], summary["rank_by"]["mode"], len(summary["jobs"])
+    table = Table(title=f"sweep: {jobs} job{'s' if jobs != 1 else ''}, ranked by {metric} ({mode})")
     for column in ("job", *summary["swept"], metric, "val err", "test err", "stop", "verdicts"):
         table.add_column(column, justify="left" if column in ("stop", "verdicts") else "right",
                          overflow="fold" if column == "verdicts" else "ellipsis")

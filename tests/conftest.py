@@ -61,9 +61,10 @@ def metrics_rows(path: Path) -> list[dict]:
 
 
 def signal_mid_epoch(proc: subprocess.Popen, metrics_csv: Path, after_epochs: int, sig: int,
-                     timeout: float = 120) -> None:
+                     timeout: float = 120, group: bool = False) -> None:
     """As a scheduler would: wait until `after_epochs` epochs are in metrics.csv, then half an epoch more (as this
-    machine measured it), then send `sig` to proc."""
+    machine measured it), then send `sig` to proc, or with group=True to its whole process group (as `timeout`,
+    a shell's job control and Slurm do: proc must have been started with start_new_session=True)."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -71,4 +72,7 @@ def signal_mid_epoch(proc: subprocess.Popen, metrics_csv: Path, after_epochs: in
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.01)
     time.sleep(float(rows[after_epochs - 1]["epoch_seconds"]) / 2)
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)

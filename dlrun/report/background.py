@@ -13,7 +13,10 @@ process instead, so both cores stay busy and the wait at the end of the sweep st
 (benchmarks/RESULTS.md, "The marginal cost of a sweep job").
 
 The helper is one spawned process (fork after torch has started its thread pools can deadlock), at a lower
-priority than training, with one BLAS thread.
+priority than training, with one BLAS thread. It ignores SIGINT and SIGTERM, which reach every process of the
+group (Ctrl-C, `timeout`, Slurm): the sweep answers them and finishes the helper's queue before it exits. A helper
+that dies anyway (killed, out of memory) costs no report: its unfinished reports are drawn in this process, and
+the rest of the sweep draws here too.
 """
 
 from __future__ import annotations
@@ -25,14 +28,15 @@ from typing import Any, Callable
 log = logging.getLogger(__name__)
 
 _pool = None  # concurrent.futures.ProcessPoolExecutor when enabled
-_pending: list = []  # (future, path) of figures not yet drawn
+_pending: list = []  # (future, draw, args, path) of reports the helper has not finished
 MAX_BEHIND = 2  # reports the helper may have in hand before the next one is drawn here
 
 
 def _init_worker() -> None:
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to answer; the queue is finished
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and SIGTERM are the sweep's to answer: it finishes the
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # queue, then stops the helper
     os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     os.environ.setdefault("MPLBACKEND", "Agg")
     try:
@@ -60,20 +64,42 @@ def submit(draw: Callable[..., Any], *args: Any, path: Any) -> Any:
     """draw(*args, path) in the helper process when enabled and keeping up, else here and now; returns the path the
     file will have. A helper still busy with an earlier report means drawing costs more than training here: this
     one is drawn in this process, so that the queue (and the wait at the end of the sweep) does not grow with it."""
-    if _pool is None or sum(not future.done() for future, _ in _pending) >= MAX_BEHIND:
+    from concurrent.futures.process import BrokenProcessPool
+
+    if _pool is None or sum(not entry[0].done() for entry in _pending) >= MAX_BEHIND:
         return draw(*args, path)
-    _pending.append((_pool.submit(draw, *args, path), path))
+    try:
+        _pending.append((_pool.submit(draw, *args, path), draw, args, path))
+    except (BrokenProcessPool, RuntimeError) as err:  # the helper died (RuntimeError: a pool shut down)
+        _helper_lost(err)
+        return draw(*args, path)
     return path
 
 
+def _helper_lost(err: BaseException) -> None:
+    """The helper process is gone: draw here from now on (its pending reports are redrawn by wait())."""
+    global _pool
+    if _pool is not None:
+        log.warning("the plot helper process stopped (%s): drawing the reports in this process from now on", err)
+        _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
 def wait() -> list[str]:
-    """Block until every submitted figure is drawn; returns the errors (a figure that failed is logged, not
-    raised: the rest of the report stands without it)."""
+    """Block until every submitted report is drawn; returns the errors (a figure that failed is logged, not
+    raised: the rest of the report stands without it). Reports a dead helper left are drawn here."""
+    from concurrent.futures import CancelledError
+    from concurrent.futures.process import BrokenProcessPool
+
     errors = []
     while _pending:
-        future, path = _pending.pop(0)
+        future, draw, args, path = _pending.pop(0)
         try:
-            future.result()
+            try:
+                future.result()
+            except (BrokenProcessPool, CancelledError) as err:  # cancelled: the queue of a helper found dead
+                _helper_lost(err)
+                draw(*args, path)
         except Exception as err:  # noqa: BLE001 - one figure's failure must not lose the others
             errors.append(f"{path}: {type(err).__name__}: {err}")
             log.error("could not draw %s: %s", path, err)

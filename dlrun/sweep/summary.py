@@ -126,9 +126,9 @@ def command(overrides: list[str]) -> str:
 
 
 def render_markdown(summary: dict) -> str:
-    rank = summary["rank_by"]
+    rank, jobs = summary["rank_by"], len(summary["jobs"])
     lines = ["# dlrun sweep summary", "",
-             f"{len(summary['jobs'])} jobs, ranked by {rank['metric']} ({rank['mode']}), best first.", "",
+             f"{jobs} job{'s' if jobs != 1 else ''}, ranked by {rank['metric']} ({rank['mode']}), best first.", "",
              f"| job | overrides | {rank['metric']} | train error | val error | test error | best epoch | stop | "
              "underfitting | overfitting | shift |",
              "|---|---|---:|---:|---:|---:|---:|---|---|---|---|"]

@@ -51,6 +51,58 @@ def test_a_helper_that_falls_behind_leaves_the_next_report_to_this_process(tmp_p
     assert here == str(os.getpid()) and (tmp_path / "a").read_text() != here and (tmp_path / "b").read_text() != here
 
 
+def _write_pid_unless_in_helper(parent_pid: int, path) -> None:
+    """Kills the helper process it runs in (as the OOM killer would); in the sweep's own process, writes its pid."""
+    import os
+    import signal
+    from pathlib import Path
+
+    if os.getpid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGKILL)
+    Path(path).write_text(str(os.getpid()))
+
+
+def test_a_helper_that_dies_costs_no_report_and_no_job(tmp_path):
+    import os
+    import time
+
+    background.enable()
+    try:
+        background.submit(_write_pid_unless_in_helper, os.getpid(), path=tmp_path / "a")
+        time.sleep(2)  # the helper is dead by now
+        background.submit(_write_pid_unless_in_helper, os.getpid(), path=tmp_path / "b")  # must not raise
+        assert (tmp_path / "b").read_text() == str(os.getpid())  # drawn here at once: the helper is known dead
+        assert not background.enabled()
+        errors = background.wait()
+    finally:
+        background.shutdown()
+    assert errors == [] and (tmp_path / "a").read_text() == str(os.getpid())  # redrawn here by wait()
+
+
+def _terminate_self_then_write_pid(path) -> None:
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    os.kill(os.getpid(), signal.SIGTERM)  # what `timeout`, `kill -TERM -PGID` or Slurm send to every process
+    time.sleep(0.2)
+    Path(path).write_text(str(os.getpid()))
+
+
+def test_the_helper_leaves_sigterm_to_the_sweep_and_finishes_its_queue(tmp_path):
+    import os
+
+    background.enable()
+    try:
+        background.submit(_terminate_self_then_write_pid, path=tmp_path / "a")
+        errors = background.wait()
+        assert background.enabled()  # the helper lived on
+    finally:
+        background.shutdown()
+    assert errors == [] and (tmp_path / "a").read_text() != str(os.getpid())  # drawn by the helper
+
+
 def test_without_enable_submit_runs_at_once(tmp_path):
     (tmp_path / "a.txt").write_text("a")
     background.submit(shutil.copyfile, str(tmp_path / "a.txt"), path=str(tmp_path / "b.txt"))

@@ -93,11 +93,13 @@ def test_a_killed_sweep_resumes_without_retraining_its_finished_jobs(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.Popen([sys.executable, "-m", "dlrun", *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    signal_mid_epoch(proc, sweep / "1" / "metrics.csv", after_epochs=1, sig=signal.SIGTERM)  # in the second job
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    # to the whole process group, the plot helper included, as `timeout` or Slurm would (in the second job)
+    signal_mid_epoch(proc, sweep / "1" / "metrics.csv", after_epochs=1, sig=signal.SIGTERM, group=True)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert not (sweep / "2").exists() and not (sweep / "summary.json").exists()
+    assert (sweep / "1" / "report.html").is_file() and not (sweep / "1" / "failure.json").exists()  # partial report
     first_job = (sweep / "0" / "metrics.csv").stat().st_mtime_ns
     resumed = run_dlrun(args, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
