@@ -10,9 +10,11 @@ the best configuration with that configuration's next-ranked action. The loop st
 configuration, when no untried action is left, or when `iterate.budget` runs have been made.
 
 Only training and validation figures decide: the distribution-shift verdict and the test error come from the test
-split, which is evaluated in every run and written down, but never used to choose. The loop writes iterate.md and
-iterate.json: for every step the overrides, what changed and why, the figures and the verdicts, and at the end the
-best configuration as one `dlrun ...` line.
+split, which is evaluated in every run and written down, but never used to choose. Each step is compared with the
+best configuration before it on the same validation samples (the runs' predictions.csv, stats.paired_error_difference):
+the difference with its 95% interval, "confirmed" when the interval excludes 0, else "within noise". The loop writes
+iterate.md and iterate.json: for every step the overrides, what changed and why, the figures with their intervals,
+the comparison and the verdicts, and at the end the best configuration as one `dlrun ...` line.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+
+import numpy as np
 
 from dlrun.errors import DlrunError
 
@@ -46,8 +50,12 @@ class Step:
     reason: str  # the finding and action that led here ("start" for the first)
     exit_status: int
     train_error: Optional[float] = None
+    train_interval: Optional[list] = None  # 95% intervals of the errors (report.json)
     val_error: Optional[float] = None
+    val_interval: Optional[list] = None
     test_error: Optional[float] = None  # evaluated, never used to choose
+    test_interval: Optional[list] = None
+    vs_best: Optional[dict] = None  # val error against the best configuration before this step, sample by sample
     verdicts: dict[str, str] = field(default_factory=dict)
     focus: Optional[str] = None
     kept: bool = False  # the best configuration so far after this step
@@ -136,6 +144,49 @@ def run_step(index: int, overrides: list[str], launch: list[str], folder: Path) 
     return done.returncode, report
 
 
+def val_predictions(run_dir: Path) -> Optional[dict]:
+    """A run's validation predictions from its predictions.csv: {index: (y_true, y_pred)}, or None without one."""
+    import csv
+
+    path = Path(run_dir) / "predictions.csv"
+    if not path.is_file():
+        return None
+    with path.open(newline="") as f:
+        return {int(r["index"]): (float(r["y_true"]), float(r["y_pred"])) for r in csv.DictReader(f)
+                if r["split"] == "val"}
+
+
+def compare(task: str, before: Optional[dict], after: Optional[dict], against: int) -> dict:
+    """Validation error of `after` minus `before` (val_predictions of two steps) on the same samples, with its 95%
+    interval (stats.paired_error_difference); a note instead when the two did not predict the same samples."""
+    from dlrun.report.stats import paired_error_difference
+
+    if not before or not after:
+        return {"step": against, "note": "no predictions.csv to compare"}
+    if before.keys() != after.keys() or any(before[i][0] != after[i][0] for i in before):
+        return {"step": against, "note": "not the same validation samples"}
+    order = sorted(before)
+    y = np.array([before[i][0] for i in order])
+    result = paired_error_difference(task, y, np.array([before[i][1] for i in order]),
+                                     np.array([after[i][1] for i in order]))
+    return {"step": against, **result}
+
+
+def comparison_text(vs: Optional[dict], task: Optional[str]) -> str:
+    """'-4.4 pts [-6.1, -2.8] vs step 0, lower (confirmed)' or '... within noise'; '' without a comparison."""
+    if not vs:
+        return ""
+    if "note" in vs:
+        return f"vs step {vs['step']}: {vs['note']}"
+    low, high = vs["interval"]
+    if task == "classification":
+        numbers = f"{100 * vs['difference']:+.1f} pts [{100 * low:+.1f}, {100 * high:+.1f}]"
+    else:
+        numbers = f"{vs['difference']:+.4g} [{low:+.4g}, {high:+.4g}]"
+    return f"{numbers} vs step {vs['step']}, " + (f"{vs['confirmed']} (confirmed)" if vs["confirmed"]
+                                                  else "within noise")
+
+
 def _fired(report: dict) -> dict[str, str]:
     return {name: f["severity"] for name, f in report["diagnosis"].items() if f.get("detected")}
 
@@ -147,6 +198,8 @@ def loop(settings: dict, launch: list[str], overrides: list[str], folder: Path, 
     tried: dict[int, set[str]] = {}  # step index -> change keys already tried from it
     best: Optional[Step] = None
     best_report: Optional[dict] = None
+    predictions: dict[int, Optional[dict]] = {}  # step index -> its validation predictions
+    task: Optional[str] = None
     current, parent, reason = list(overrides), None, "start"
     stop = "the budget of runs is spent"
     while len(steps) < settings["budget"]:
@@ -157,16 +210,23 @@ def loop(settings: dict, launch: list[str], overrides: list[str], folder: Path, 
             metrics = report["metrics"]
             step.train_error, step.val_error = metrics["train"]["error"], metrics["val"]["error"]
             step.test_error = metrics["test"]["error"]
+            step.train_interval, step.val_interval, step.test_interval = (
+                metrics[split].get("error_interval") for split in ("train", "val", "test"))
             step.verdicts, step.focus = _fired(report), report["decomposition"].get("focus")
+            task = task or report.get("run", {}).get("task")
+            predictions[step.index] = val_predictions(Path(step.run_dir))
+            if best is not None:
+                step.vs_best = compare(task, predictions.get(best.index), predictions[step.index], best.index)
         better = report is not None and step.val_error is not None and (
             best is None or best.val_error is None or step.val_error < best.val_error)
         if better:
             best, best_report, step.kept = step, report, True
             tried.setdefault(step.index, set())
         steps.append(step)
+        versus = comparison_text(step.vs_best, task)
         say(f"step {step.index}: {' '.join(current) or '(defaults)'} -> val error "
-            f"{'n/a' if step.val_error is None else f'{100 * step.val_error:.1f}%'}"
-            f"{'' if step.kept else ' (worse: reverted)'}; verdicts: {', '.join(step.verdicts) or 'none'}")
+            f"{_error(step.val_error, step.val_interval, task)}{f' ({versus})' if versus else ''}"
+            f"{'' if step.kept else ', not lower: reverted'}; verdicts: {', '.join(step.verdicts) or 'none'}")
         if best_report is None:
             stop = f"the first run did not finish (exit status {status}): see {folder}/step_0.log"
             break
@@ -184,26 +244,50 @@ def loop(settings: dict, launch: list[str], overrides: list[str], folder: Path, 
         parent, reason = best.index, f"{name}: {text}"
     else:
         stop = "the budget of runs is spent"
-    return {"steps": [asdict(s) for s in steps], "best_step": best.index if best else None,
+    overall = compare(task, predictions.get(0), predictions.get(best.index), 0) \
+        if best is not None and best.index != 0 else None
+    return {"steps": [asdict(s) for s in steps], "best_step": best.index if best else None, "task": task,
+            "best_vs_start": overall,
             "best_command": " ".join(["dlrun", *map(shlex.quote, launch), *map(shlex.quote, best.overrides)])
             if best else None, "stopped": stop, "budget": settings["budget"],
             "decided_on": "training and validation figures only: the test error is evaluated, never used to choose"}
 
 
-def render_markdown(result: dict) -> str:
-    def pct(value):
-        return "n/a" if value is None else f"{100 * value:.1f}%"
+def _error(value: Optional[float], interval: Optional[list], task: Optional[str]) -> str:
+    """12.3% [9.4, 15.9] (classification) or 0.4321 [...] (regression RMSE); n/a when missing."""
+    if value is None:
+        return "n/a"
+    percent = task != "regression"
+    text = f"{100 * value:.1f}%" if percent else f"{value:.4g}"
+    if interval and None not in interval:
+        text += f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if percent else \
+            f" [{interval[0]:.4g}, {interval[1]:.4g}]"
+    return text
 
-    lines = ["# dlrun-iterate", "", f"Stopped: {result['stopped']}. Decisions use {result['decided_on']}.", "",
-             "| step | change | why | train error | val error | test error (not used) | verdicts | kept |",
-             "|---:|---|---|---:|---:|---:|---|---|"]
+
+def render_markdown(result: dict) -> str:
+    task = result.get("task")
+    lines = ["# dlrun-iterate", "", f"Stopped: {result['stopped']}. Decisions use {result['decided_on']}. "
+             "A step is kept when its validation error is lower than the best so far; the comparison with that "
+             "best, on the same validation samples with its 95% interval, says whether the change is confirmed "
+             "or within noise.", "",
+             "| step | change | why | train error | val error | val error vs the best before | "
+             "test error (not used) | verdicts | kept |",
+             "|---:|---|---|---:|---:|---|---:|---|---|"]
     for s in result["steps"]:
         change = " ".join(f"`{k}={v}`" for k, v in s["change"].items()) or "(start)"
         verdicts = ", ".join(f"{k} ({v})" for k, v in s["verdicts"].items()) or "none"
-        lines.append(f"| {s['index']} | {change} | {s['reason']} | {pct(s['train_error'])} | {pct(s['val_error'])} | "
-                     f"{pct(s['test_error'])} | {verdicts} | {'yes' if s['kept'] else 'reverted'} |")
+        lines.append(f"| {s['index']} | {change} | {s['reason']} | "
+                     f"{_error(s['train_error'], s.get('train_interval'), task)} | "
+                     f"{_error(s['val_error'], s.get('val_interval'), task)} | "
+                     f"{comparison_text(s.get('vs_best'), task) or '-'} | "
+                     f"{_error(s['test_error'], s.get('test_interval'), task)} | "
+                     f"{verdicts} | {'yes' if s['kept'] else 'reverted'} |")
     if result["best_command"]:
         lines += ["", f"Best configuration (step {result['best_step']}):", "", "```bash", result["best_command"], "```"]
+        overall = comparison_text(result.get("best_vs_start"), task)
+        if overall:
+            lines += ["", f"Its validation error against the start: {overall}."]
     return "\n".join(lines) + "\n"
 
 

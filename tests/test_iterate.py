@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from dlrun.errors import DlrunError
@@ -54,6 +55,7 @@ def test_the_loop_lowers_the_validation_error_of_a_planted_start_within_its_budg
     assert 2 <= len(steps) <= budget and steps[0]["verdicts"]
     best = steps[result["best_step"]]
     assert best["val_error"] < steps[0]["val_error"]
+    assert all(len(s["vs_best"]["interval"]) == 2 for s in steps[1:])  # each compared sample by sample
     assert all((tmp_path / f"step_{s['index']}" / "report.json").is_file() for s in steps)  # normal run folders
     assert result["best_command"].startswith("dlrun ") and "step" not in result["best_command"]
     md = (tmp_path / "iterate.md").read_text()
@@ -92,3 +94,54 @@ def test_a_step_that_makes_validation_worse_is_reverted_and_the_next_ranked_acti
     assert seen == [[], ["optim.lr=0.1"], ["trainer.max_epochs=100"]]  # from step 0 again after the revert
     assert [s["kept"] for s in result["steps"]] == [True, False, True] and result["best_step"] == 2
     assert result["steps"][2]["parent"] == 0 and result["stopped"] == "no verdict fires on the best configuration"
+
+
+def test_each_step_is_compared_with_the_best_before_it_on_the_same_validation_samples(tmp_path, monkeypatch):
+    import dlrun.iterate as iterate
+
+    y = np.arange(300) % 10
+
+    def step_with(wrong: int, *commands):
+        """A fake run: the first `wrong` validation samples misclassified, its report and predictions.csv."""
+        def write(run_dir):
+            run_dir.mkdir(parents=True)
+            pred = y.copy()
+            pred[:wrong] = (y[:wrong] + 1) % 10
+            lines = ["split,index,y_true,y_pred"] + [f"val,{i},{t},{p}" for i, (t, p) in enumerate(zip(y, pred))]
+            (run_dir / "predictions.csv").write_text("\n".join(lines) + "\n")
+            return {"run": {"task": "classification"},
+                    "metrics": {split: {"error": wrong / 300, "error_interval": [0.0, 1.0]}
+                                for split in ("train", "val", "test")},
+                    "decomposition": {"focus": "avoidable_bias"},
+                    "diagnosis": {"underfitting": {"detected": bool(commands), "severity": "severe", "actions": [
+                        {"text": c, "command": f"dlrun {c}"} for c in commands]}}}
+        return write
+
+    outcomes = {(): step_with(60, "optim.lr=0.1", "trainer.max_epochs=100"),
+                ("optim.lr=0.1",): step_with(58, "optim.lr=0.1 trainer.max_epochs=100"),  # 2 fewer errors: noise
+                ("optim.lr=0.1", "trainer.max_epochs=100"): step_with(20)}  # 38 fewer: confirmed
+
+    def fake_step(index, overrides, launch, folder):
+        return 0, outcomes[tuple(overrides)](folder / f"step_{index}")
+
+    monkeypatch.setattr(iterate, "run_step", fake_step)
+    result = iterate.loop({"budget": 5, "dir": None}, [], [], tmp_path, say=lambda *_: None)
+    steps = result["steps"]
+    assert steps[0]["vs_best"] is None
+    assert steps[1]["vs_best"]["step"] == 0 and steps[1]["vs_best"]["difference"] == pytest.approx(-2 / 300)
+    assert steps[1]["vs_best"]["confirmed"] is None and steps[1]["kept"]  # lower, so kept; but not confirmed
+    assert steps[2]["vs_best"]["step"] == 1 and steps[2]["vs_best"]["confirmed"] == "lower"
+    assert result["best_vs_start"]["difference"] == pytest.approx(-40 / 300)
+    md = iterate.render_markdown(result)
+    assert "-0.7 pts [" in md and "vs step 0, within noise" in md and "vs step 1, lower (confirmed)" in md
+    assert "Its validation error against the start: -13.3 pts [" in md
+
+
+def test_two_runs_on_different_validation_samples_are_not_compared():
+    from dlrun.iterate import compare
+
+    before = {0: (1.0, 1.0), 1: (2.0, 2.0)}
+    assert compare("classification", before, {0: (1.0, 1.0), 2: (2.0, 0.0)}, 0)["note"] == \
+        "not the same validation samples"
+    assert compare("classification", before, None, 0)["note"] == "no predictions.csv to compare"
+    assert compare("classification", before, {0: (1.0, 0.0), 1: (2.0, 2.0)}, 0)["difference"] == pytest.approx(0.5)

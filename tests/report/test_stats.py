@@ -293,3 +293,45 @@ def test_smallest_confirmable_diff_is_the_edge_of_the_gate(errors_a, n_a, n_b):
 
 def test_smallest_confirmable_diff_is_nan_when_no_gap_can_be_confirmed():
     assert math.isnan(stats.smallest_confirmable_diff(4, 5, 5, 0.05))  # 80% -> 100% cannot clear 5 points on 5 rows
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# two models on the same samples (dlrun-iterate)
+
+
+def test_paired_difference_of_a_model_that_fixes_twenty_errors_and_breaks_none():
+    y = np.arange(360) % 10
+    before, after = y.copy(), y.copy()
+    before[:40] = (y[:40] + 1) % 10  # 40 wrong
+    after[:20] = (y[:20] + 1) % 10  # 20 of them still wrong, no new error
+    result = stats.paired_error_difference("classification", y, before, after)
+    assert result["difference"] == pytest.approx(-20 / 360) and result["discordant"] == 20
+    # 0 of 20 discordant samples against `after`: Clopper-Pearson [0, 1 - 0.025 ** (1 / 20)] for that share
+    upper_share = 1 - 0.025 ** (1 / 20)
+    assert result["interval"] == pytest.approx([-20 / 360, 20 * (2 * upper_share - 1) / 360])
+    assert result["confirmed"] == "lower"
+    swapped = stats.paired_error_difference("classification", y, after, before)
+    assert swapped["confirmed"] == "higher" and swapped["difference"] == pytest.approx(20 / 360)
+
+
+def test_paired_difference_of_two_equally_good_models_is_within_noise_at_most_alpha_of_the_time():
+    # two models with the same 10% error rate, their errors independent: "confirmed" is a false positive; over 1000
+    # pairs it must stay near 5% (two-sided 95% interval; exact intervals are conservative), never 10%
+    rng = np.random.default_rng(0)
+    y = np.zeros(360, dtype=int)
+    confirmed = sum(stats.paired_error_difference("classification", y, (rng.random(360) < 0.1).astype(int),
+                                                  (rng.random(360) < 0.1).astype(int))["confirmed"] is not None
+                    for _ in range(1000))
+    assert confirmed <= 65  # 5% of 1000 is 50; a doubled rate (100) fails
+
+
+def test_paired_difference_in_regression_is_the_rmse_difference_with_a_bootstrap_interval():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=400)
+    worse, better = y + 0.5 * rng.normal(size=400), y + 0.3 * rng.normal(size=400)
+    result = stats.paired_error_difference("regression", y, worse, better)
+    rmse = lambda p: np.sqrt(np.mean((p - y) ** 2))  # noqa: E731
+    assert result["difference"] == pytest.approx(rmse(better) - rmse(worse))
+    assert result["interval"][0] < result["difference"] < result["interval"][1] < 0 and result["confirmed"] == "lower"
+    same = stats.paired_error_difference("regression", y, worse, worse + 1e-3 * rng.normal(size=400))
+    assert same["confirmed"] is None and same["interval"][0] < 0 < same["interval"][1]
