@@ -126,6 +126,10 @@ def sweep_table(summary: dict, sweep_dir: str, console: Optional[Console] = None
     for r in summary["failed"]:
         console.print(f"[red]job {r['job']} failed:[/] {r['error']}", markup=True)
     if summary["jobs"]:
+        from dlrun.sweep.summary import runner_up_sentence
+
+        if runner_up_sentence(summary):
+            console.print(runner_up_sentence(summary), markup=False, highlight=False, soft_wrap=True)
         console.print(f"best job {summary['jobs'][0]['job']} alone:")
         console.print(summary["jobs"][0]["command"], markup=False, highlight=False, soft_wrap=True)
     console.print(f"summary: {sweep_dir}/summary.html (also .md, .csv, .json)")

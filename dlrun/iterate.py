@@ -27,9 +27,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
-
-import numpy as np
+from typing import Optional
 
 from dlrun.errors import DlrunError
 
@@ -144,47 +142,15 @@ def run_step(index: int, overrides: list[str], launch: list[str], folder: Path) 
     return done.returncode, report
 
 
-def val_predictions(run_dir: Path) -> Optional[dict]:
-    """A run's validation predictions from its predictions.csv: {index: (y_true, y_pred)}, or None without one."""
-    import csv
-
-    path = Path(run_dir) / "predictions.csv"
-    if not path.is_file():
-        return None
-    with path.open(newline="") as f:
-        return {int(r["index"]): (float(r["y_true"]), float(r["y_pred"])) for r in csv.DictReader(f)
-                if r["split"] == "val"}
-
-
-def compare(task: str, before: Optional[dict], after: Optional[dict], against: int) -> dict:
-    """Validation error of `after` minus `before` (val_predictions of two steps) on the same samples, with its 95%
-    interval (stats.paired_error_difference); a note instead when the two did not predict the same samples."""
-    from dlrun.report.stats import paired_error_difference
-
-    if not before or not after:
-        return {"step": against, "note": "no predictions.csv to compare"}
-    if before.keys() != after.keys() or any(before[i][0] != after[i][0] for i in before):
-        return {"step": against, "note": "not the same validation samples"}
-    order = sorted(before)
-    y = np.array([before[i][0] for i in order])
-    result = paired_error_difference(task, y, np.array([before[i][1] for i in order]),
-                                     np.array([after[i][1] for i in order]))
-    return {"step": against, **result}
-
-
 def comparison_text(vs: Optional[dict], task: Optional[str]) -> str:
     """'-4.4 pts [-6.1, -2.8] vs step 0, lower (confirmed)' or '... within noise'; '' without a comparison."""
+    from dlrun.report.predictions import difference_text, verdict_text
+
     if not vs:
         return ""
     if "note" in vs:
         return f"vs step {vs['step']}: {vs['note']}"
-    low, high = vs["interval"]
-    if task == "classification":
-        numbers = f"{100 * vs['difference']:+.1f} pts [{100 * low:+.1f}, {100 * high:+.1f}]"
-    else:
-        numbers = f"{vs['difference']:+.4g} [{low:+.4g}, {high:+.4g}]"
-    return f"{numbers} vs step {vs['step']}, " + (f"{vs['confirmed']} (confirmed)" if vs["confirmed"]
-                                                  else "within noise")
+    return f"{difference_text(vs, task)} vs step {vs['step']}, {verdict_text(vs)}"
 
 
 def _fired(report: dict) -> dict[str, str]:
@@ -193,6 +159,8 @@ def _fired(report: dict) -> dict[str, str]:
 
 def loop(settings: dict, launch: list[str], overrides: list[str], folder: Path, say=print) -> dict:
     """Run the loop; returns what iterate.json holds."""
+    from dlrun.report.predictions import compare, read_val
+
     folder.mkdir(parents=True, exist_ok=True)
     steps: list[Step] = []
     tried: dict[int, set[str]] = {}  # step index -> change keys already tried from it
@@ -214,9 +182,10 @@ def loop(settings: dict, launch: list[str], overrides: list[str], folder: Path, 
                 metrics[split].get("error_interval") for split in ("train", "val", "test"))
             step.verdicts, step.focus = _fired(report), report["decomposition"].get("focus")
             task = task or report.get("run", {}).get("task")
-            predictions[step.index] = val_predictions(Path(step.run_dir))
+            predictions[step.index] = read_val(Path(step.run_dir))
             if best is not None:
-                step.vs_best = compare(task, predictions.get(best.index), predictions[step.index], best.index)
+                step.vs_best = {"step": best.index,
+                                **compare(task, predictions.get(best.index), predictions[step.index])}
         better = report is not None and step.val_error is not None and (
             best is None or best.val_error is None or step.val_error < best.val_error)
         if better:
@@ -244,7 +213,7 @@ def loop(settings: dict, launch: list[str], overrides: list[str], folder: Path, 
         parent, reason = best.index, f"{name}: {text}"
     else:
         stop = "the budget of runs is spent"
-    overall = compare(task, predictions.get(0), predictions.get(best.index), 0) \
+    overall = {"step": 0, **compare(task, predictions.get(0), predictions.get(best.index))} \
         if best is not None and best.index != 0 else None
     return {"steps": [asdict(s) for s in steps], "best_step": best.index if best else None, "task": task,
             "best_vs_start": overall,

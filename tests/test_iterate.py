@@ -138,10 +138,10 @@ def test_each_step_is_compared_with_the_best_before_it_on_the_same_validation_sa
 
 
 def test_two_runs_on_different_validation_samples_are_not_compared():
-    from dlrun.iterate import compare
+    from dlrun.report.predictions import compare
 
     before = {0: (1.0, 1.0), 1: (2.0, 2.0)}
-    assert compare("classification", before, {0: (1.0, 1.0), 2: (2.0, 0.0)}, 0)["note"] == \
+    assert compare("classification", before, {0: (1.0, 1.0), 2: (2.0, 0.0)})["note"] == \
         "not the same validation samples"
-    assert compare("classification", before, None, 0)["note"] == "no predictions.csv to compare"
-    assert compare("classification", before, {0: (1.0, 0.0), 1: (2.0, 2.0)}, 0)["difference"] == pytest.approx(0.5)
+    assert compare("classification", before, None)["note"] == "no predictions.csv to compare"
+    assert compare("classification", before, {0: (1.0, 0.0), 1: (2.0, 2.0)})["difference"] == pytest.approx(0.5)

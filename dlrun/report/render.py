@@ -75,7 +75,7 @@ def render(run_dir: Path, run_info: dict, history: Any, evaluation: Any, diagnos
     In a sweep on the basic launcher (report/background.py) the plots and report.html are drawn in a helper process
     while the next job trains; report.json and report.md, which the summary and scripts read, are written here."""
     from dlrun.engine.checkpoint import atomic_write_text
-    from dlrun.report import background
+    from dlrun.report import background, predictions
 
     run_dir = Path(run_dir)
     baselines = baselines or {}
@@ -87,43 +87,11 @@ def render(run_dir: Path, run_info: dict, history: Any, evaluation: Any, diagnos
         if report_cfg.plots else []
     report["files"]["plots"] = {name: str(path) for name, _, _, path in jobs}
     report["files"]["predictions"] = str(run_dir / "predictions.csv")
-    atomic_write_text(run_dir / "predictions.csv", predictions_csv(evaluation, splits))
+    atomic_write_text(run_dir / "predictions.csv", predictions.to_csv(evaluation, splits))
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(run_dir / "report.md", render_markdown(report))
     background.submit(draw_and_write_html, jobs, report, path=run_dir / "report.html")
     return report
-
-
-PREDICTED_SPLITS = ("train_dev", "val", "test")  # the held-out splits: what a model is judged on
-
-
-def predictions_csv(evaluation: Any, splits: Any) -> str:
-    """predictions.csv: one row per sample of the held-out splits, `split, index, y_true, y_pred` (index: the row in
-    the loaded dataset, or in dataset.val_from / test_from's file) and, for classification, `true_class,
-    predicted_class, confidence` (the largest softmax probability). dlrun-iterate compares two runs sample by sample
-    from it; it is also where to look for the samples a model gets wrong."""
-    import csv
-    import io
-
-    classification = evaluation.task == "classification"
-    names = list(getattr(splits, "class_names", []) or [])
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["split", "index", "y_true", "y_pred"]
-                    + (["true_class", "predicted_class", "confidence"] if classification else []))
-    for name in PREDICTED_SPLITS:
-        s, split = evaluation.splits.get(name), getattr(splits, name, None)
-        if s is None or split is None:
-            continue
-        index = np.asarray(split.index)
-        if classification:
-            confidence = s.probs.max(axis=1) if s.probs is not None and len(s.probs) else np.full(s.n, np.nan)
-            for i, t, p, c in zip(index, s.y_true, s.y_pred, confidence):
-                writer.writerow([name, int(i), int(t), int(p), names[int(t)] if int(t) < len(names) else "",
-                                 names[int(p)] if int(p) < len(names) else "", f"{c:.6g}"])
-        else:
-            writer.writerows([name, int(i), f"{t:.8g}", f"{p:.8g}"] for i, t, p in zip(index, s.y_true, s.y_pred))
-    return out.getvalue()
 
 
 def draw_and_write_html(jobs: list[tuple], report: dict, path: Path) -> Path:

@@ -48,8 +48,10 @@ def _row(job: str, report: dict) -> dict:
         # the job alone, started the way the sweep was (--config-dir, torchrun): what to rerun or build on
         "command": " ".join([run.get("launch", "dlrun"), command(run["overrides"])]),
         "monitor": objective["monitor"], "mode": objective["mode"], "objective": objective["value"],
+        "task": run.get("task"),
         "train_error": metrics.get("train", {}).get("error"), "val_error": metrics.get("val", {}).get("error"),
         "test_error": metrics.get("test", {}).get("error"), "best_epoch": run["best_epoch"],
+        **{f"{split}_interval": metrics.get(split, {}).get("error_interval") for split in ("train", "val", "test")},
         "stop_reason": run["stop_reason"], "wall_seconds": run.get("wall_seconds"),
         "verdicts": {f: (report["diagnosis"][f]["severity"] if report["diagnosis"][f]["detected"] else "no")
                      for f in FINDINGS if f in report["diagnosis"]},
@@ -75,17 +77,27 @@ def _ranking(rows: list[dict]) -> tuple[str, str, Any]:
 
 
 def summarize(reports: dict[str, dict], failed: Optional[list[dict]] = None,
-              missing: Optional[list[str]] = None) -> dict:
-    """{job folder: report.json content} (+ failure.json contents) -> the summary, best job first."""
+              missing: Optional[list[str]] = None, sweep_dir: Optional[Path] = None) -> dict:
+    """{job folder: report.json content} (+ failure.json contents) -> the summary, best job first. With the sweep
+    folder, the runner-up is compared with the best job sample by sample (their predictions.csv)."""
     rows = [_row(job, report) for job, report in reports.items()]
     metric, mode, key = _ranking(rows)
     rows.sort(key=key)
+    runner_up = None
+    if sweep_dir is not None and len(rows) > 1:
+        from dlrun.report.predictions import compare, read_val
+
+        best, second = rows[0], rows[1]
+        runner_up = {"job": second["job"], "against": best["job"],
+                     **compare(best["task"], read_val(Path(sweep_dir) / best["job"]),
+                               read_val(Path(sweep_dir) / second["job"]))}
     failed = [{**r, "params": parse_overrides(r["overrides"])} for r in (failed or [])]
     every = [r["params"] for r in rows + failed]
     keys = sorted({k for params in every for k in params})
     swept = [k for k in keys if len({params.get(k) for params in every}) > 1]
     return {"schema_version": SCHEMA_VERSION, "rank_by": {"metric": metric, "mode": mode}, "swept": swept,
-            "jobs": rows, "best": rows[0]["job"] if rows else None, "failed": failed, "missing": list(missing or []),
+            "jobs": rows, "best": rows[0]["job"] if rows else None, "runner_up": runner_up,
+            "failed": failed, "missing": list(missing or []),
             "folds": fold_groups(rows, swept)}
 
 
@@ -121,6 +133,35 @@ def fmt(value: Any) -> str:
     return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def with_interval(value: Any, interval: Any) -> str:
+    """0.0250 [0.0129, 0.0467]: an error with its 95% interval (report.json's error_interval), when it has one."""
+    if not interval or None in interval:
+        return fmt(value)
+    return f"{fmt(value)} [{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def runner_up_sentence(summary: dict) -> str:
+    """The runner-up's validation error against the best job's on the same samples: whether the sweep can tell the
+    two apart at all. '' with fewer than two jobs."""
+    from dlrun.report.predictions import difference_text, verdict_text
+
+    vs = summary.get("runner_up")
+    if not vs:
+        return ""
+    head = f"Job {vs['job']} (second) against job {vs['against']} (best), validation error"
+    if "note" in vs:
+        return f"{head}: {vs['note']}; compare their intervals."
+    task = summary["jobs"][0].get("task")
+    if vs["confirmed"] == "higher":
+        meaning = "the best job's lower validation error is confirmed"
+    elif vs["confirmed"] == "lower":
+        meaning = ("the second job's validation error is lower, confirmed (the ranking is by "
+                   f"{summary['rank_by']['metric']})")
+    else:
+        meaning = "the sweep cannot tell these two apart on validation error"
+    return f"{head} on the same {vs['n']} samples: {difference_text(vs, task)}, {verdict_text(vs)}: {meaning}."
+
+
 def command(overrides: list[str]) -> str:
     return " ".join(shlex.quote(o) for o in overrides)
 
@@ -134,11 +175,14 @@ def render_markdown(summary: dict) -> str:
              "|---|---|---:|---:|---:|---:|---:|---|---|---|---|"]
     for r in summary["jobs"]:
         v = r["verdicts"]
-        lines.append(f"| {r['job']} | `{command(r['overrides'])}` | {fmt(r['objective'])} | {fmt(r['train_error'])} | "
-                     f"{fmt(r['val_error'])} | {fmt(r['test_error'])} | {r['best_epoch']} | {r['stop_reason']} | "
+        errors = " | ".join(with_interval(r[f"{split}_error"], r.get(f"{split}_interval"))
+                            for split in ("train", "val", "test"))
+        lines.append(f"| {r['job']} | `{command(r['overrides'])}` | {fmt(r['objective'])} | {errors} | "
+                     f"{r['best_epoch']} | {r['stop_reason']} | "
                      f"{v.get('underfitting')} | {v.get('overfitting')} | {v.get('distribution_shift')} |")
     if summary["jobs"]:
-        lines += ["", "The best job alone:", "", "```bash", summary["jobs"][0]["command"], "```"]
+        lines += ["", "Errors with their 95% intervals. " + runner_up_sentence(summary), "",
+                  "The best job alone:", "", "```bash", summary["jobs"][0]["command"], "```"]
     if summary["folds"]:
         lines += ["", "## Cross-validation: mean and standard deviation across folds", "",
                   "| setting | folds | " + rank["metric"] + " | val error | test error |", "|---|---:|---:|---:|---:|"]
@@ -198,7 +242,7 @@ def write_summary(sweep_dir: Path, plots: bool = True) -> dict:
     from dlrun.sweep import render
 
     sweep_dir = Path(sweep_dir)
-    summary = summarize(*read_jobs(sweep_dir))
+    summary = summarize(*read_jobs(sweep_dir), sweep_dir=sweep_dir)
     atomic_write_text(sweep_dir / "summary.json", json.dumps(clean(summary), indent=2) + "\n")
     atomic_write_text(sweep_dir / "summary.md", render_markdown(summary))
     atomic_write_text(sweep_dir / "summary.csv", render_csv(summary))

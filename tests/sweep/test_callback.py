@@ -124,3 +124,33 @@ def test_dlrun_summary_rebuilds_and_prints_the_summary_of_a_sweep_folder(tmp_pat
     with pytest.raises(SystemExit) as stop:  # not a sweep folder: one line, exit 2
         summary_main([str(tmp_path / "0")])
     assert stop.value.code == 2 and "is not a sweep folder" in capsys.readouterr().err
+
+
+def test_the_summary_gives_each_error_its_interval_and_compares_the_two_best_jobs_sample_by_sample(tmp_path):
+    import csv
+
+    def job(name, val, wrong, interval):
+        folder = tmp_path / name
+        folder.mkdir()
+        report = _report([f"reg.dropout={name}"], val)
+        report["run"]["task"] = "classification"
+        report["metrics"]["val"]["error_interval"] = interval
+        (folder / "report.json").write_text(json.dumps(report))
+        with (folder / "predictions.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["split", "index", "y_true", "y_pred"])
+            writer.writerows(["val", i, 0, int(i < wrong)] for i in range(300))
+
+    job("0", 0.10, 30, [0.07, 0.14])
+    job("1", 0.09, 27, [0.06, 0.13])  # best by 3 samples of 300: within noise
+    summary = write_summary(tmp_path)
+    vs = summary["runner_up"]
+    assert vs["job"] == "0" and vs["against"] == "1" and vs["difference"] == pytest.approx(3 / 300)
+    assert vs["confirmed"] is None
+    md = (tmp_path / "summary.md").read_text()
+    assert "0.0900 [0.0600, 0.1300]" in md  # the best job's val error and its interval
+    assert ("Job 0 (second) against job 1 (best), validation error on the same 300 samples: +1.0 pts [" in md
+            and "within noise: the sweep cannot tell these two apart" in md)
+    assert "the sweep cannot tell these two apart" in (tmp_path / "summary.html").read_text()
+    (tmp_path / "0" / "predictions.csv").write_text("split,index,y_true,y_pred\nval,0,0,0\n")
+    assert write_summary(tmp_path)["runner_up"]["note"] == "not the same validation samples"
