@@ -204,15 +204,19 @@ def render_markdown(summary: dict) -> str:
 
 
 def render_csv(summary: dict) -> str:
-    """One row per job (done and failed), one column per swept parameter."""
+    """One row per job (done and failed), one column per swept parameter; each error with its 95% interval's bounds
+    (`val_error_low`, `val_error_high`, ...)."""
     swept = summary["swept"]
-    fields = ["job", "status", *swept, summary["rank_by"]["metric"], "train_error", "val_error", "test_error",
+    errors = [f"{split}_error{part}" for split in ("train", "val", "test") for part in ("", "_low", "_high")]
+    fields = ["job", "status", *swept, summary["rank_by"]["metric"], *errors,
               "best_epoch", "stop_reason", *FINDINGS, "exit_status", "error", "overrides"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for r in summary["jobs"]:
-        writer.writerow({**{k: r["params"].get(k, "") for k in swept}, **r, **r["verdicts"],
+        bounds = {f"{split}_error_{side}": bound for split in ("train", "val", "test")
+                  for side, bound in zip(("low", "high"), r.get(f"{split}_interval") or ("", ""))}
+        writer.writerow({**{k: r["params"].get(k, "") for k in swept}, **r, **r["verdicts"], **bounds,
                          summary["rank_by"]["metric"]: r["objective"] if "objective" in r else "",
                          "overrides": command(r["overrides"])})
     for r in summary["failed"]:

@@ -152,5 +152,8 @@ def test_the_summary_gives_each_error_its_interval_and_compares_the_two_best_job
     assert ("Job 0 (second) against job 1 (best), validation error on the same 300 samples: +1.0 pts [" in md
             and "within noise: the sweep cannot tell these two apart" in md)
     assert "the sweep cannot tell these two apart" in (tmp_path / "summary.html").read_text()
+    with open(tmp_path / "summary.csv") as f:
+        best = next(csv.DictReader(f))
+    assert (best["job"], best["val_error_low"], best["val_error_high"]) == ("1", "0.06", "0.13")
     (tmp_path / "0" / "predictions.csv").write_text("split,index,y_true,y_pred\nval,0,0,0\n")
     assert write_summary(tmp_path)["runner_up"]["note"] == "not the same validation samples"
