@@ -223,7 +223,8 @@ def rebuild_report(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None
     rt = devices.resolve(cfg.trainer.device, cfg.trainer.precision)
     history = History(rows=[dict(r) for r in last["history"]], best_epoch=best["epoch"] if restored else last["epoch"],
                       stop_reason=last.get("stop_reason", "max_epochs"), wall_seconds=last.get("wall_seconds", 0.0),
-                      device=str(rt.device), precision=rt.precision)
+                      device=str(rt.device), precision=rt.precision,
+                      dynamics=list((last.get("probe") or {}).get("rows", [])))  # the health findings' probes
     n_params = sum(p.numel() for p in model.parameters())
     return _report(cfg, _as_dict(cfg), run_dir, overrides, splits, model, history, n_params, ui or NullUI())
 

@@ -314,7 +314,17 @@ def _context(report: dict) -> dict:
                          "detail": t["detail"]} for t in shift_tests.values()],
         "raw_statistics": raw_statistics,
         "health": report.get("health", []),
+        "health_note": _health_note(report),
     }
+
+
+def _health_note(report: dict) -> str:
+    """The health findings' weight in this run: without an underfitting verdict they limit nothing yet."""
+    underfitting = report["diagnosis"].get("underfitting", {})
+    if not report.get("health") or underfitting.get("detected") or report["run"].get("stop_reason") == "diverged":
+        return ""
+    return ("No underfitting verdict (the training error is not confirmed above its reference): these symptoms limit "
+            "nothing measurable in this run; they are the first causes to look at if it underfits.")
 
 
 def _decomposition_rows(decomposition: dict, percent: bool) -> list[dict]:

@@ -152,6 +152,22 @@ def test_planted_pathologies_are_found_and_a_healthy_run_has_none(tmp_path):
     assert healthy["health"] == []
 
 
+def test_a_rebuilt_report_keeps_the_health_findings_and_says_what_they_weigh(tmp_path):
+    from dlrun.pipeline import rebuild_report
+    from dlrun.report.render import _health_note
+
+    cfg = make_config(model=MLPConfig(hidden=[64, 64], init_bias=-5.0), trainer={"max_epochs": 3},
+                      report={"plots": False})
+    first = run(cfg, tmp_path, overrides=[]).report
+    assert "dying_relu" in [h["name"] for h in first["health"]]
+    assert rebuild_report(cfg, tmp_path, overrides=[])["health"] == first["health"]  # probes from last.pt
+    # beside an underfitting verdict the findings are its causes; without one they limit nothing, and the report
+    # says so rather than present dead units in a run that fits its data as a problem
+    assert first["diagnosis"]["underfitting"]["detected"] and _health_note(first) == ""
+    fits = {**first, "diagnosis": {**first["diagnosis"], "underfitting": {"detected": False}}}
+    assert _health_note(fits).startswith("No underfitting verdict (the training error is not confirmed above")
+
+
 def test_under_torch_compile_the_probe_reads_gradients_without_hooking_the_activations():
     net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
     assert Probe(net, 1).activations and not Probe(net, 1, activations=False).activations
