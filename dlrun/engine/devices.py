@@ -133,7 +133,8 @@ def cpu_threads(setting, environ=None) -> Optional[int]:
 
     auto: the CPUs this process may run on (os.sched_getaffinity: what Slurm, taskset, cgroups-aware launchers
     grant), capped by SLURM_CPUS_PER_TASK when set, divided among the LOCAL_WORLD_SIZE processes torchrun starts on
-    this node; at least 1."""
+    this node, and capped by OMP_NUM_THREADS when set (the variable torch itself reads: joblib's workers get
+    cores // n_jobs in it, and a user who sets it means it); at least 1."""
     import os
 
     if setting is None:
@@ -148,4 +149,7 @@ def cpu_threads(setting, environ=None) -> Optional[int]:
     local = environ.get("LOCAL_WORLD_SIZE", "")
     if local.isdigit() and int(local) > 1:
         granted //= int(local)
+    omp = environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        granted = min(granted, int(omp))
     return max(1, granted)

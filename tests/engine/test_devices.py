@@ -63,6 +63,10 @@ def test_threads_auto_uses_the_cpus_granted_not_the_cores_of_the_node(monkeypatc
     assert cpu_threads("auto", environ={"SLURM_CPUS_PER_TASK": "3"}) == 3  # Slurm's grant caps the affinity
     assert cpu_threads("auto", environ={"LOCAL_WORLD_SIZE": "4"}) == 2  # torchrun: shared by the node's processes
     assert cpu_threads("auto", environ={"SLURM_CPUS_PER_TASK": "2", "LOCAL_WORLD_SIZE": "4"}) == 1  # at least one
+    assert cpu_threads("auto", environ={"OMP_NUM_THREADS": "1"}) == 1  # joblib's workers, or the user, capped it
+    assert cpu_threads("auto", environ={"OMP_NUM_THREADS": "16"}) == 8  # a cap, never more than granted
+    assert cpu_threads("auto", environ={"OMP_NUM_THREADS": ""}) == 8
+    assert cpu_threads("5", environ={"OMP_NUM_THREADS": "1"}) == 5  # an explicit number is the user's
     assert cpu_threads("5", environ={}) == 5 and cpu_threads(None) is None
 
 
@@ -96,6 +100,7 @@ def test_threads_auto_leaves_a_core_to_the_sweeps_plot_helper(monkeypatch):
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(background, "enabled", lambda: True)
     before = torch.get_num_threads()
     try:
