@@ -53,7 +53,7 @@ def test_two_epoch_run_writes_every_file(tmp_path):
     assert "norm_mean" in state["meta"] and state["meta"]["overrides"][0] == "trainer.max_epochs=2"
     # report.json: the versioned contract
     report = json.loads((run_dir / "report.json").read_text())
-    assert report["schema_version"] == 2
+    assert report["schema_version"] == 3
     run = report["run"]
     for key in ("overrides", "seed", "device", "torch_version", "epochs_run", "best_epoch", "stop_reason",
                 "wall_seconds"):

@@ -204,28 +204,107 @@ def _blind_zone(gap: Gap, evaluation: Any, task: str) -> str:
             f"only a gap of {_pct(gap.confirmable, task)} or more is confirmed; larger splits confirm smaller gaps)")
 
 
-def decompose(fig: dict[str, _Figure], target_error: Optional[float]) -> dict[str, Any]:
-    """Ng's decomposition: each term is the difference between two adjacent error levels; `focus` names the largest
-    of avoidable bias, variance and data mismatch: what to work on first ("Machine Learning Yearning", ch. 20-29).
-    Without report.target_error the avoidable bias is measured against an optimal error of 0."""
-    train = fig["train"].norm
-    dev = fig["train_dev"].norm if "train_dev" in fig else None
-    val, test = fig["val"].norm, fig["test"].norm
-    terms = {"avoidable_bias": train - (target_error or 0.0), "variance": (dev if dev is not None else val) - train,
-             "data_mismatch": None if dev is None else val - dev}
-    ranked = {k: v for k, v in terms.items() if v is not None and math.isfinite(v)}
-    focus = max(ranked, key=ranked.get) if ranked else None
+@dataclass
+class Reference:
+    """What the training error is measured against: the best achievable error, or an estimate of it.
+
+    kind: "target" (report.target_error: the user's, taken as exact), "linear" (a linear model's training error,
+    or its validation error when it memorised its training rows: what is achievable is at most about that, so the
+    avoidable bias measured against it is a lower estimate) or "zero" (no baseline)."""
+
+    value: float
+    name: str
+    kind: str
+    n: Optional[int] = None  # the rows behind a linear model's error (classification: its own uncertainty)
+
+
+def reference(task: str, tol: float, target_error: Optional[float], baselines: dict) -> Reference:
+    """The underfitting verdict's reference, and the decomposition's: the user's target, else what a linear model
+    reaches, else 0. A linear model that memorised its training rows (its validation error more than the tolerance
+    above its training error: few rows, many inputs) says little about what is achievable: its validation error is
+    used."""
+    simple, simple_n = baselines.get("simple_train_error"), baselines.get("simple_train_n")
+    simple_val, simple_val_n = baselines.get("simple_val_error"), baselines.get("simple_val_n")
+    scale = float(baselines.get("target_scale", 1.0))
+    if target_error is not None:
+        return Reference(float(target_error), "the target error (report.target_error)", "target")
+    if simple is not None and math.isfinite(simple) and simple_val is not None and simple_val_n \
+            and simple_val - simple > _tolerance_in_units(tol, task, scale):
+        return Reference(simple_val, "a linear model's validation error (it memorised its training rows)", "linear",
+                         simple_val_n)
+    if simple is not None and math.isfinite(simple):
+        return Reference(simple, "a linear model's training error", "linear", simple_n)
+    return Reference(0.0, "zero", "zero")
+
+
+def excess_interval(evaluation: Any, ref: Reference, confidence: float) -> tuple[float, float]:
+    """Two-sided interval of (training error - reference): the reference is exact when the user gave it (or it is
+    0); a linear model's classification error is itself an estimate from its own n rows (Newcombe's interval);
+    regression: the RMSE's bootstrap interval minus the reference, in target units."""
+    train = evaluation.splits["train"]
+    if evaluation.task == "classification":
+        train_errors = int(round(train.error * train.n))
+        if ref.kind == "linear" and ref.n:
+            return stats.rate_diff_interval(int(round(ref.value * ref.n)), ref.n, train_errors, train.n,
+                                            confidence=confidence)
+        low, high = stats.error_interval(train_errors, train.n, confidence)
+        return low - ref.value, high - ref.value
+    sq = (np.asarray(train.y_pred, float) - np.asarray(train.y_true, float)) ** 2
+    low, high = stats.mean_interval(sq, confidence) if np.isfinite(sq).all() else (math.nan, math.nan)
+    return math.sqrt(max(low, 0)) - ref.value, math.sqrt(max(high, 0)) - ref.value
+
+
+def decompose(fig: dict[str, _Figure], target_error: Optional[float], achievable: Optional[float] = None,
+              intervals: Optional[dict[str, list[float]]] = None) -> dict[str, Any]:
+    """Ng's decomposition in the error's own units (RMSE for regression): each term is the difference between two
+    adjacent error levels; `focus` names the largest of avoidable bias, variance and data mismatch: what to work on
+    first ("Machine Learning Yearning", ch. 20-29).
+
+    Without report.target_error the optimal error is unknown: it lies between 0 and `achievable` (what a linear
+    model reaches: the underfitting verdict's reference), so the avoidable bias lies between train - achievable
+    (at least 0) and train - 0 (`avoidable_bias_range`). The focus is then named only when that range does not
+    straddle the largest other term; otherwise it is null (`focus_undetermined`): set report.target_error.
+    `intervals`: each level's and term's two-sided (1 - alpha) interval, kept as given."""
+    train = fig["train"].error
+    dev = fig["train_dev"].error if "train_dev" in fig else None
+    val, test = fig["val"].error, fig["test"].error
+    others = {"variance": (dev if dev is not None else val) - train,
+              "data_mismatch": None if dev is None else val - dev}
+    finite = {k: v for k, v in others.items() if v is not None and math.isfinite(v)}
+    if target_error is not None:
+        bias_range = None
+        ranked = dict(finite, avoidable_bias=train - target_error) if math.isfinite(train) else finite
+        focus = max(ranked, key=ranked.get) if ranked else None
+        undetermined = False
+    else:
+        upper = train
+        lower = max(0.0, train - achievable) if achievable is not None and math.isfinite(achievable) else upper
+        bias_range = [lower, upper] if math.isfinite(train) else None
+        largest = max(finite, key=finite.get) if finite else None
+        if bias_range is None:
+            focus = largest
+        elif largest is None or lower >= finite[largest]:
+            focus = "avoidable_bias"
+        elif finite[largest] >= upper:
+            focus = largest
+        else:
+            focus = None
+        undetermined = bias_range is not None and focus is None
     return {
         "target_error": target_error,
+        "achievable": None if target_error is not None else achievable,
         "train_error": fig["train"].error,
-        "train_dev_error": fig["train_dev"].error if "train_dev" in fig else None,
-        "val_error": fig["val"].error,
-        "test_error": fig["test"].error,
+        "train_dev_error": dev,
+        "val_error": val,
+        "test_error": test,
         "avoidable_bias": None if target_error is None else train - target_error,
-        "variance": terms["variance"],
-        "data_mismatch": terms["data_mismatch"],
+        "avoidable_bias_range": bias_range,
+        "variance": others["variance"],
+        "data_mismatch": others["data_mismatch"],
         "val_to_test": test - val,
         "focus": focus,
+        "focus_undetermined": undetermined,
+        "intervals": dict(intervals or {}),
     }
 
 
@@ -261,15 +340,17 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     target_scale = float(baselines.get("target_scale", 1.0))
     tol, alpha = report_cfg.tolerance, report_cfg.alpha
     fig = _figures(evaluation, target_scale, confidence=1 - alpha)
-    decomposition = decompose(fig, report_cfg.target_error)
+    ref = reference(task, tol, report_cfg.target_error, baselines)
+    decomposition = decompose(fig, report_cfg.target_error, achievable=ref.value,
+                              intervals=_decomposition_intervals(fig, evaluation, ref, alpha, target_scale))
     notes: list[str] = []
     curves = evidence.curves(history)
     num_classes = len(class_names) if class_names else 0
     tests = evidence.shift_tests(evaluation.splits["val"], evaluation.splits["test"], task, num_classes, alpha / 2)
     table = evidence.per_class(evaluation, class_names) if class_names else None
 
-    under = _underfitting(fig, evaluation, history, curves, task, tol, alpha, report_cfg.target_error, baselines,
-                          overrides, settings, notes)
+    under = _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref, baselines, overrides, settings,
+                          notes)
     over = _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, settings, target_scale)
     found = health.check(getattr(history, "dynamics", []), history.rows, settings)
     causes = [h for h in found if h.name in health.CAUSES]
@@ -287,16 +368,7 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     shift = _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, target_scale, notes)
     if history.stop_reason == "interrupted":
         notes.append("the run was interrupted: the figures describe a partial training")
-    focus = decomposition["focus"]
-    if focus:
-        terms = {"avoidable_bias": fig["train"].norm - (report_cfg.target_error or 0.0),
-                 "variance": decomposition["variance"], "data_mismatch": decomposition["data_mismatch"]}
-        listed = ", ".join(f"{name.replace('_', ' ')} {_pct(value, task)}" for name, value in terms.items()
-                           if value is not None)
-        notes.insert(0, f"focus: {focus.replace('_', ' ')} is the largest term ({listed}"
-                        + (", against an optimal error of 0: set report.target_error" if report_cfg.target_error
-                           is None else "") + f"): work on it first (Ng): {FOCUS_ADVICE[focus]}"
-                        + ("; the test split's own gap is the distribution-shift finding" if shift.detected else ""))
+    notes.insert(0, focus_note(decomposition, ref.name, task, shift.detected))
     _drop_repeated_commands([under, over, mismatch, shift])
     return Diagnosis(underfitting=under, overfitting=over, distribution_shift=shift, data_mismatch=mismatch,
                      decomposition=decomposition, notes=notes, shift_tests=tests, per_class=_jsonable(table),
@@ -304,6 +376,51 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
                      health=[{"name": h.name, "evidence": h.evidence,
                               "actions": [{"text": t, "command": next_command(overrides, c)}
                                           for t, c in zip(h.texts, h.changes)]} for h in found])
+
+
+def _decomposition_intervals(fig: dict[str, _Figure], evaluation: Any, ref: Reference, alpha: float,
+                             scale: float) -> dict[str, list[float]]:
+    """Each level's and term's two-sided (1 - alpha) interval, in the error's units: the levels' from `fig`, the
+    avoidable bias's against the reference in use (the target, or the estimate the lower end of its range uses),
+    the other terms' from the two splits' errors (Newcombe; regression: bootstrap)."""
+    out = {f"{name}_error": [f.low, f.high] for name, f in fig.items()}
+    out["avoidable_bias"] = list(excess_interval(evaluation, ref, 1 - alpha))
+    held_out = "train_dev" if "train_dev" in fig else "val"
+    pairs = {"variance": ("train", held_out), "val_to_test": ("val", "test")}
+    if "train_dev" in fig:
+        pairs["data_mismatch"] = ("train_dev", "val")
+    for term, (a, b) in pairs.items():
+        gap = _gap(evaluation, a, b, alpha / 2, scale)
+        out[term] = [gap.low * scale, gap.high * scale]
+    return out
+
+
+def focus_note(decomposition: dict, reference_name: str, task: str, shift_detected: bool = False) -> str:
+    """The decomposition's own words: the focus and why, or why there is none."""
+    terms = [("variance", decomposition.get("variance")), ("data mismatch", decomposition.get("data_mismatch"))]
+    listed = ", ".join(f"{name} {_pct(value, task)}" for name, value in terms if value is not None)
+    bias_range = decomposition.get("avoidable_bias_range")
+    why = ""
+    if decomposition.get("avoidable_bias") is not None:
+        bias = f"avoidable bias {_pct(decomposition['avoidable_bias'], task)}"
+    elif bias_range is not None:
+        low, high = (_pct(bound, task) for bound in bias_range)
+        bias = f"avoidable bias {low}" if low == high else f"avoidable bias between {low} and {high}"
+        what = "what a linear model reaches" if reference_name.startswith("a linear") else "the reference"
+        why = (f"the best achievable error is unknown, between 0 and about {_pct(decomposition.get('achievable'), task)}"
+               f" ({what}): set report.target_error to your estimate")
+    else:
+        bias = "avoidable bias n/a"
+    listed = f"{bias}, {listed}" if listed else bias
+    focus = decomposition.get("focus")
+    if focus:
+        return (f"focus: {focus.replace('_', ' ')} is the largest term ({listed}): work on it first (Ng): "
+                f"{FOCUS_ADVICE[focus]}"
+                + ("; the test split's own gap is the distribution-shift finding" if shift_detected else "")
+                + (f"; {why}" if why and focus == "avoidable_bias" else ""))
+    if decomposition.get("focus_undetermined"):
+        return f"focus: none named ({listed}): the avoidable bias may be the largest term or not; {why}"
+    return "focus: none named: none of the decomposition's terms is a finite number"
 
 
 def _jsonable(table: Optional[dict]) -> Optional[dict]:
@@ -328,44 +445,19 @@ def _tolerance_in_units(tol: float, task: str, scale: float) -> float:
     return tol * scale if task == "regression" else tol
 
 
-def _underfitting(fig, evaluation, history, curves, task, tol, alpha, target_error, baselines, overrides, settings,
-                  notes) -> Finding:
+def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Reference, baselines, overrides,
+                  settings, notes) -> Finding:
     f = Finding()
     train = fig["train"]
     chance = baselines.get("chance_error")
-    simple = baselines.get("simple_train_error")
-    simple_n = baselines.get("simple_train_n")
+    simple_val = baselines.get("simple_val_error")
     scale = float(baselines.get("target_scale", 1.0))
     tol_units = _tolerance_in_units(tol, task, scale)
-    # what is achievable on the training data: the user's target, else what a linear model reaches, else 0. A
-    # linear model that memorised its training rows (its validation error more than the tolerance above its
-    # training error: few rows, many inputs) says little about what is achievable: its validation error is used
-    simple_val, simple_val_n = baselines.get("simple_val_error"), baselines.get("simple_val_n")
-    if target_error is not None:
-        reference, ref_name = target_error, "the target error (report.target_error)"
-    elif simple is not None and math.isfinite(simple) and simple_val is not None and simple_val_n \
-            and simple_val - simple > _tolerance_in_units(tol, task, scale):
-        reference, ref_name = simple_val, "a linear model's validation error (it memorised its training rows)"
-        simple, simple_n = simple_val, simple_val_n
-    elif simple is not None and math.isfinite(simple):
-        reference, ref_name = simple, "a linear model's training error"
-    else:
-        reference, ref_name = 0.0, "zero"
-    # the gap above the reference, with its one-sided (1 - alpha) lower bound: the reference is exact when the user
-    # gave it; a linear model's training error is itself an estimate from its own n rows (Newcombe's interval)
+    target_error = ref.value if ref.kind == "target" else None
+    reference, ref_name = ref.value, ref.name
+    # the gap above the reference, with its one-sided (1 - alpha) lower bound
     excess = train.error - reference
-    if task == "classification" and ref_name.startswith("a linear") and simple_n:
-        ref_errors = int(round(simple * simple_n))
-        low, high = stats.rate_diff_interval(ref_errors, simple_n, int(round(train.error * train.n)),
-                                             train.n, confidence=1 - 2 * alpha)
-    elif task == "classification":
-        w_low, w_high = stats.error_interval(int(round(train.error * train.n)), train.n, 1 - 2 * alpha)
-        low, high = w_low - reference, w_high - reference
-    else:  # regression: the RMSE's bootstrap interval against the reference, in target units
-        sq = (np.asarray(evaluation.splits["train"].y_pred, float) - np.asarray(evaluation.splits["train"].y_true,
-                                                                                 float)) ** 2
-        m_low, m_high = stats.mean_interval(sq, 1 - 2 * alpha) if np.isfinite(sq).all() else (math.nan, math.nan)
-        low, high = math.sqrt(max(m_low, 0)) - reference, math.sqrt(max(m_high, 0)) - reference
+    low, high = excess_interval(evaluation, ref, 1 - 2 * alpha)
     gap = Gap("reference", "train", excess, low, high, alpha)
     val = fig["val"]
     trend = curves["train_trend"]

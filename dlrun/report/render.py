@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 2  # 2: data_mismatch finding, decomposition.focus, gaps with intervals, test levels
+SCHEMA_VERSION = 3  # 3: decomposition in the error's units, with intervals, the avoidable bias's range, focus may be null
+# 2: data_mismatch finding, decomposition.focus, gaps with intervals, test levels
 
 
 def clean(value: Any) -> Any:
@@ -263,16 +264,27 @@ def _joined(words: list[str], last: str) -> str:
 
 
 def _focus_sentence(decomposition: dict, percent: bool) -> str:
-    """Ng's focus: the largest of avoidable bias, variance and data mismatch, what to work on first."""
+    """Ng's focus: the largest of avoidable bias, variance and data mismatch, what to work on first; or why the
+    decomposition names none."""
     from dlrun.report.diagnosis import FOCUS_ADVICE
 
     focus = decomposition.get("focus")
+    intervals = decomposition.get("intervals") or {}
+    bias_range = decomposition.get("avoidable_bias_range")
+    if not focus and decomposition.get("focus_undetermined") and bias_range:
+        largest = max((t for t in ("variance", "data_mismatch") if decomposition.get(t) is not None),
+                      key=lambda t: decomposition[t])
+        return (f"Ng's decomposition names no focus yet: the avoidable bias lies between {_value(bias_range[0], percent)} "
+                f"and {_value(bias_range[1], percent)} (the best achievable error is unknown: between 0 and what a "
+                f"linear model reaches), the {_label(largest)} is "
+                f"{_with_interval(decomposition[largest], intervals.get(largest), percent)}; set report.target_error "
+                "to your estimate of the best achievable error.")
     if not focus:
         return "Ng's decomposition names no focus: none of its terms is a finite number."
-    size = decomposition.get(focus)
-    if size is None and focus == "avoidable_bias" and percent:  # no report.target_error: measured against 0
-        size = decomposition.get("train_error")
-    amount = f" ({_value(size, percent)}, the largest" if size is not None else " (the largest"
+    if focus == "avoidable_bias" and decomposition.get("avoidable_bias") is None and bias_range:
+        amount = f" (at least {_value(bias_range[0], percent)}, the largest"
+    else:
+        amount = f" ({_with_interval(decomposition.get(focus), intervals.get(focus), percent)}, the largest"
     return (f"Work first on {_label(focus)}{amount} of Ng's error terms): "
             f"{FOCUS_ADVICE.get(focus, 'see the decomposition below')}.")
 
@@ -328,16 +340,35 @@ def _health_note(report: dict) -> str:
 
 
 def _decomposition_rows(decomposition: dict, percent: bool) -> list[dict]:
-    """The levels and terms that exist for this run (no train-dev split: no train-dev row), the focus marked."""
+    """The levels and terms that exist for this run (no train-dev split: no train-dev row), each with its (1 - alpha)
+    interval, the focus marked. Without report.target_error the avoidable bias is two rows: its lower estimate
+    (against what a linear model reaches) and its upper one (against 0)."""
+    intervals = decomposition.get("intervals") or {}
+    focus = decomposition.get("focus")
     rows = []
+
+    def add(label, value, interval=None, marked=False):
+        rows.append({"label": label, "value": _value(value, percent), "interval": _interval(interval, percent),
+                     "focus": marked})
+
     for key, value in decomposition.items():
-        label = _label(key)
-        if key == "avoidable_bias" and value is None and percent:  # no report.target_error: against 0, as the focus
-            value, label = decomposition.get("train_error"), "avoidable bias, against 0"
-        if key == "target_error" and value is None:
-            rows.append({"label": label, "value": "not set (report.target_error)", "focus": False})
-        elif key != "focus" and value is not None:
-            rows.append({"label": label, "value": _value(value, percent), "focus": key == decomposition.get("focus")})
+        if key == "target_error":
+            if value is None:
+                rows.append({"label": "target error", "value": "not set (report.target_error)", "interval": "",
+                             "focus": False})
+            else:
+                rows.append({"label": "target error", "value": _value(value, percent), "interval": "yours: exact",
+                             "focus": False})
+        elif key == "avoidable_bias_range" and value is not None:
+            achievable = decomposition.get("achievable")
+            if achievable:
+                add(f"avoidable bias, lower estimate: train error minus a linear model's {_value(achievable, percent)}",
+                    decomposition["train_error"] - achievable, intervals.get("avoidable_bias"), focus == "avoidable_bias")
+            add("avoidable bias, upper estimate: against an optimal error of 0", value[1], intervals.get("train_error"),
+                focus == "avoidable_bias" and not achievable)
+        elif key in ("train_error", "train_dev_error", "val_error", "test_error", "avoidable_bias", "variance",
+                     "data_mismatch", "val_to_test") and value is not None:
+            add(_label(key), value, intervals.get(key), key == focus)
     return rows
 
 

@@ -55,8 +55,15 @@ def _diagnose(evaluation, history=None, baselines=BASE, **report):
 def test_healthy_figures_raise_nothing():
     d = _diagnose(_evaluation())
     assert not any(f.detected for f in d.findings().values())
-    assert d.decomposition["focus"] in ("avoidable_bias", "variance")  # what to work on first, even when healthy
-    assert d.notes and d.notes[0].startswith("focus: ") and "is the largest term (avoidable bias " in d.notes[0]
+    assert d.notes and d.notes[0].startswith("focus: ")  # the decomposition speaks even when no verdict fires
+    # a linear model reaches 5% on the training data, the network 1%: the avoidable bias lies between 0 and 1%,
+    # the variance is about 1%: which is larger is unknown without report.target_error
+    assert d.decomposition["avoidable_bias_range"] == [0.0, d.decomposition["train_error"]]
+    assert d.decomposition["focus"] is None and d.decomposition["focus_undetermined"]
+    assert "set report.target_error" in d.notes[0]
+    d = _diagnose(_evaluation(), target_error=0.0)  # the user's optimal error names it
+    assert d.decomposition["focus"] in ("avoidable_bias", "variance") and not d.decomposition["focus_undetermined"]
+    assert "is the largest term (avoidable bias " in d.notes[0]
 
 
 def test_overfitting_needs_the_gaps_lower_bound_above_the_tolerance():
@@ -276,6 +283,50 @@ def test_decomposition_on_known_figures():
     dec = decompose(fig, target_error=None)  # optimal error taken as 0 for the focus
     assert dec["variance"] == pytest.approx(0.01) and dec["data_mismatch"] == pytest.approx(0.06)
     assert dec["focus"] == "data_mismatch" and dec["avoidable_bias"] is None
+
+
+def test_without_a_target_error_the_focus_is_named_only_when_the_avoidable_bias_range_decides():
+    from dlrun.report.diagnosis import _Figure
+
+    def fig(train, val):
+        return {"train": _Figure(train, 1000, train, train, train), "val": _Figure(val, 500, val, val, val),
+                "test": _Figure(val, 500, val, val, val)}
+
+    # a linear model reaches 5%: the optimal error is between 0 and about 5%
+    dec = decompose(fig(0.30, 0.32), None, achievable=0.05)  # bias at least 25 points, variance 2
+    assert dec["avoidable_bias_range"] == pytest.approx([0.25, 0.30]) and dec["focus"] == "avoidable_bias"
+    dec = decompose(fig(0.0, 0.10), None, achievable=0.05)  # bias at most 0, variance 10
+    assert dec["avoidable_bias_range"] == [0.0, 0.0] and dec["focus"] == "variance"
+    dec = decompose(fig(0.04, 0.07), None, achievable=0.05)  # bias between 0 and 4 points, variance 3: unknown
+    assert dec["focus"] is None and dec["focus_undetermined"]
+    dec = decompose(fig(0.04, 0.07), 0.0)  # the user's target: exact
+    assert dec["avoidable_bias"] == pytest.approx(0.04) and dec["focus"] == "avoidable_bias"
+    assert dec["avoidable_bias_range"] is None and not dec["focus_undetermined"]
+
+
+def test_a_regressions_decomposition_is_in_the_targets_units_with_intervals():
+    # RMSE in target units with a target std of 50: the terms are differences of RMSEs in the same units as the
+    # levels (they were in target-std units under an RMSE heading)
+    r = np.random.default_rng(0)
+
+    def reg_split(n, rmse):
+        y = r.normal(0, 50, n)
+        pred = y + r.normal(0, rmse, n)
+        return SplitEvaluation(loss=1.0, error=float(np.sqrt(np.mean((pred - y) ** 2))), n=n, y_true=y, y_pred=pred,
+                               sample_loss=(pred - y) ** 2, features=r.normal(0, 1, (min(n, 300), 4)))
+
+    evaluation = Evaluation("regression", {"train": reg_split(1000, 5), "val": reg_split(400, 20),
+                                           "test": reg_split(400, 20)})
+    base = {"chance_error": 50.0, "simple_train_error": 30.0, "simple_val_error": 31.0, "target_scale": 50.0}
+    d = diagnose(_history(), evaluation, ReportConfig(), [], SETTINGS, baselines=base)
+    dec, splits = d.decomposition, evaluation.splits
+    assert dec["variance"] == pytest.approx(splits["val"].error - splits["train"].error)  # about 15, not 0.3
+    low, high = dec["intervals"]["variance"]
+    assert low < dec["variance"] < high and 10 < dec["variance"] < 20
+    assert dec["intervals"]["train_error"] == d.intervals["train"]
+    assert dec["focus"] == "variance" and dec["avoidable_bias_range"] == [0.0, pytest.approx(splits["train"].error)]
+    d = diagnose(_history(), evaluation, ReportConfig(target_error=5.0), [], SETTINGS, baselines=base)
+    assert d.decomposition["avoidable_bias"] == pytest.approx(splits["train"].error - 5.0)  # in RMSE units too
 
 
 def test_next_command_replaces_keys_and_quotes_for_the_shell():
