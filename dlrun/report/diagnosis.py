@@ -188,11 +188,16 @@ def _pct(x: Optional[float], task: str) -> str:
     return f"{100 * x:.1f}%" if task == "classification" else f"{x:.4g}"
 
 
-def _gap_words(gap: Gap, task: str, tol: float) -> str:
-    unit = "" if task == "classification" else " (in target std units)"
-    bound = f"{100 * gap.low:.2f}%" if task == "classification" else f"{gap.low:.4g}"
-    return (f"a gap of {_pct(gap.size, task)}{unit}, whose one-sided {100 * (1 - gap.level):g}% lower confidence "
-            f"bound {bound} {'exceeds' if gap.passes(tol) else 'does not exceed'} the tolerance {_pct(tol, task)}")
+def _gap_words(gap: Gap, task: str, tol: float, scale: float = 1.0) -> str:
+    """The gate in words. Regression: `gap` and `tol` in units of the training targets' std (the gate's units),
+    said in the target's units (RMSE, like every figure beside it: times `scale`), the tolerance's std fraction
+    given too."""
+    verdict = "exceeds" if gap.passes(tol) else "does not exceed"
+    if task == "classification":
+        return (f"a gap of {_pct(gap.size, task)}, whose one-sided {100 * (1 - gap.level):g}% lower confidence bound "
+                f"{100 * gap.low:.2f}% {verdict} the tolerance {_pct(tol, task)}")
+    return (f"a gap of {gap.size * scale:.4g}, whose one-sided {100 * (1 - gap.level):g}% lower confidence bound "
+            f"{gap.low * scale:.4g} {verdict} the tolerance {tol * scale:.4g} ({tol:g} of the training targets' std)")
 
 
 def _blind_zone(gap: Gap, evaluation: Any, task: str) -> str:
@@ -504,7 +509,8 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     near_chance = chance is not None and train.error >= chance - tol_units
     f.severity = "severe" if near_chance else _severity(excess, tol_units, reference)
     f.evidence.append(f"training error {_pct(train.error, task)} vs {ref_name} {_pct(reference, task)}: "
-                      + _gap_words(Gap("reference", "train", excess, low, high, alpha), task, tol_units))
+                      + _gap_words(Gap("reference", "train", excess / scale, low / scale, high / scale, alpha), task,
+                                   tol, scale))
     if chance is not None:
         f.evidence.append(f"chance level (always the majority class / the mean) is {_pct(chance, task)}")
     reg = settings.get("reg", {})
@@ -547,7 +553,7 @@ def _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, 
         return f
     f.detected, f.severity = True, _severity(gap.size, tol, train.norm)
     f.evidence.append(f"{held_out} error {_pct(other.error, task)} vs training error {_pct(train.error, task)}: "
-                      + _gap_words(gap, task, tol))
+                      + _gap_words(gap, task, tol, scale))
     if u and u.get("epochs_after_best", 0) >= 3 and (u.get("relative_rise") or 0) > 0.05:
         f.evidence.append(f"validation loss was lowest at epoch {u['best_epoch']} and rose by "
                           f"{100 * u['relative_rise']:.0f}% over the next {u['epochs_after_best']} epochs "
@@ -583,7 +589,7 @@ def _data_mismatch(fig, evaluation, task, tol, alpha, overrides, scale) -> Findi
     f.detected, f.severity = True, _severity(gap.size, tol, fig["train_dev"].norm)
     f.evidence.append(f"validation error {_pct(fig['val'].error, task)} vs train-dev error "
                       f"{_pct(fig['train_dev'].error, task)} (train-dev comes from the training distribution and "
-                      "was never trained on): " + _gap_words(gap, task, tol))
+                      "was never trained on): " + _gap_words(gap, task, tol, scale))
     f.actions.append(Action("make the training data more like the validation data: look at the validation "
                             "errors by hand, then synthesise or collect training data like them (augmentation "
                             "with the transformation you find)", next_command(overrides, {"reg.augment.noise": 0.1})))
@@ -621,7 +627,7 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
     f.detected = True
     f.severity = _severity(gap.size, tol, val.norm)
     f.evidence.append(f"test error {_pct(test.error, task)} vs validation error {_pct(val.error, task)}: "
-                      + _gap_words(gap, task, tol))
+                      + _gap_words(gap, task, tol, scale))
     for t in fired:
         f.evidence.append(f"{t['what']}: p = {t['p_value']:.2g} < {t['level']:.2g} ({t['detail']})")
     if not fired:

@@ -325,8 +325,17 @@ def test_a_regressions_decomposition_is_in_the_targets_units_with_intervals():
     assert low < dec["variance"] < high and 10 < dec["variance"] < 20
     assert dec["intervals"]["train_error"] == d.intervals["train"]
     assert dec["focus"] == "variance" and dec["avoidable_bias_range"] == [0.0, pytest.approx(splits["train"].error)]
+    # the overfitting verdict's words: the gap and the tolerance in RMSE too (0.05 std of 50 is 2.5)
+    gap = d.overfitting.stats["gap"]
+    assert d.overfitting.detected and f"a gap of {gap['size'] * 50:.4g}," in d.overfitting.evidence[0]
+    assert "the tolerance 2.5 (0.05 of the training targets' std)" in d.overfitting.evidence[0]
     d = diagnose(_history(), evaluation, ReportConfig(target_error=5.0), [], SETTINGS, baselines=base)
     assert d.decomposition["avoidable_bias"] == pytest.approx(splits["train"].error - 5.0)  # in RMSE units too
+    base["simple_train_error"] = base["simple_val_error"] = 1.0  # a linear model at RMSE 1: the network underfits
+    d = diagnose(_history(), evaluation, ReportConfig(), [], SETTINGS, baselines=base)
+    excess = d.underfitting.stats["excess"]
+    assert d.underfitting.detected and f"a gap of {excess:.4g}," in d.underfitting.evidence[0] and 3 < excess < 5
+    assert "the tolerance 2.5 (0.05 of the training targets' std)" in d.underfitting.evidence[0]
 
 
 def test_next_command_replaces_keys_and_quotes_for_the_shell():
