@@ -268,7 +268,8 @@ def decompose(fig: dict[str, _Figure], target_error: Optional[float], achievable
     Without report.target_error the optimal error is unknown: it lies between 0 and `achievable` (what a linear
     model reaches: the underfitting verdict's reference), so the avoidable bias lies between train - achievable
     (at least 0) and train - 0 (`avoidable_bias_range`). The focus is then named only when that range does not
-    straddle the largest other term; otherwise it is null (`focus_undetermined`): set report.target_error.
+    straddle the largest other term; otherwise it is null (`focus_undetermined`): set report.target_error. A term
+    at 0 or below is never the focus (nothing to work on); when no term can be above 0 the focus is null.
     `intervals`: each level's and term's two-sided (1 - alpha) interval, kept as given."""
     train = fig["train"].error
     dev = fig["train_dev"].error if "train_dev" in fig else None
@@ -276,25 +277,24 @@ def decompose(fig: dict[str, _Figure], target_error: Optional[float], achievable
     others = {"variance": (dev if dev is not None else val) - train,
               "data_mismatch": None if dev is None else val - dev}
     finite = {k: v for k, v in others.items() if v is not None and math.isfinite(v)}
-    if target_error is not None:
-        bias_range = None
-        ranked = dict(finite, avoidable_bias=train - target_error) if math.isfinite(train) else finite
-        focus = max(ranked, key=ranked.get) if ranked else None
-        undetermined = False
+    positive = {k: v for k, v in finite.items() if v > 0}  # a term at 0 or below is nothing to work on
+    largest = max(positive, key=positive.get) if positive else None
+    bias_range, undetermined = None, False
+    if target_error is not None or not math.isfinite(train):
+        if target_error is not None and math.isfinite(train) and train - target_error > 0:
+            positive["avoidable_bias"] = train - target_error
+        focus = max(positive, key=positive.get) if positive else None
     else:
         upper = train
         lower = max(0.0, train - achievable) if achievable is not None and math.isfinite(achievable) else upper
-        bias_range = [lower, upper] if math.isfinite(train) else None
-        largest = max(finite, key=finite.get) if finite else None
-        if bias_range is None:
-            focus = largest
-        elif largest is None or lower >= finite[largest]:
+        bias_range = [lower, upper]
+        if lower > 0 and (largest is None or lower >= positive[largest]):
             focus = "avoidable_bias"
-        elif finite[largest] >= upper:
+        elif largest is not None and positive[largest] >= upper:
             focus = largest
         else:
             focus = None
-        undetermined = bias_range is not None and focus is None
+            undetermined = upper > 0  # the bias may be the largest term, or 0
     return {
         "target_error": target_error,
         "achievable": None if target_error is not None else achievable,
@@ -424,8 +424,8 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
                 + ("; the test split's own gap is the distribution-shift finding" if shift_detected else "")
                 + (f"; {why}" if why and focus == "avoidable_bias" else ""))
     if decomposition.get("focus_undetermined"):
-        return f"focus: none named ({listed}): the avoidable bias may be the largest term or not; {why}"
-    return "focus: none named: none of the decomposition's terms is a finite number"
+        return f"focus: none named ({listed}): whether the avoidable bias is the largest term, or above 0 at all, is unknown; {why}"
+    return f"focus: none named ({listed}): no term is above 0, nothing these splits can see to work on"
 
 
 def _jsonable(table: Optional[dict]) -> Optional[dict]:

@@ -272,15 +272,16 @@ def _focus_sentence(decomposition: dict, percent: bool) -> str:
     intervals = decomposition.get("intervals") or {}
     bias_range = decomposition.get("avoidable_bias_range")
     if not focus and decomposition.get("focus_undetermined") and bias_range:
-        largest = max((t for t in ("variance", "data_mismatch") if decomposition.get(t) is not None),
-                      key=lambda t: decomposition[t])
+        others = [t for t in ("variance", "data_mismatch") if decomposition.get(t) is not None]
+        largest = max(others, key=lambda t: decomposition[t]) if others else None
+        other = "" if largest is None else \
+            f", the {_label(largest)} is {_with_interval(decomposition[largest], intervals.get(largest), percent)}"
         return (f"Ng's decomposition names no focus yet: the avoidable bias lies between {_value(bias_range[0], percent)} "
                 f"and {_value(bias_range[1], percent)} (the best achievable error is unknown: between 0 and what a "
-                f"linear model reaches), the {_label(largest)} is "
-                f"{_with_interval(decomposition[largest], intervals.get(largest), percent)}; set report.target_error "
-                "to your estimate of the best achievable error.")
+                f"linear model reaches){other}; set report.target_error to your estimate of the best achievable "
+                "error.")
     if not focus:
-        return "Ng's decomposition names no focus: none of its terms is a finite number."
+        return "Ng's decomposition names no focus: no term is above 0, nothing these splits can see to work on."
     if focus == "avoidable_bias" and decomposition.get("avoidable_bias") is None and bias_range:
         amount = f" (at least {_value(bias_range[0], percent)}, the largest"
     else:

@@ -299,6 +299,12 @@ def test_without_a_target_error_the_focus_is_named_only_when_the_avoidable_bias_
     assert dec["avoidable_bias_range"] == [0.0, 0.0] and dec["focus"] == "variance"
     dec = decompose(fig(0.04, 0.07), None, achievable=0.05)  # bias between 0 and 4 points, variance 3: unknown
     assert dec["focus"] is None and dec["focus_undetermined"]
+    dec = decompose(fig(0.0, 0.0), None, achievable=0.0)  # every term 0: nothing to work on, no guess either
+    assert dec["focus"] is None and not dec["focus_undetermined"]
+    dec = decompose(fig(0.01, 0.0), None, achievable=0.05)  # the bias, at most 1 point, is the only term above 0
+    assert dec["focus"] is None and dec["focus_undetermined"]  # or it is 0: "work on the bias" would be a guess
+    dec = decompose(fig(0.02, 0.01), 0.02)  # with the user's target: no term above 0, no focus
+    assert dec["focus"] is None
     dec = decompose(fig(0.04, 0.07), 0.0)  # the user's target: exact
     assert dec["avoidable_bias"] == pytest.approx(0.04) and dec["focus"] == "avoidable_bias"
     assert dec["avoidable_bias_range"] is None and not dec["focus_undetermined"]
