@@ -280,7 +280,8 @@ class TrainerConfig:
 
 @dataclass
 class ReportConfig:
-    target_error: Optional[float] = None  # best achievable error (human level, Bayes), a fraction in [0, 1)
+    target_error: Optional[float] = None  # best achievable error (human level, Bayes): a fraction in [0, 1) for
+    # classification, an RMSE in the target's units for regression
     tolerance: float = 0.05  # a gap (fraction of samples) smaller than this is not a finding
     alpha: float = 0.05  # significance level of the tests behind each finding
     plots: bool = True
@@ -506,8 +507,9 @@ def validate(cfg: Any) -> None:
 
     rep = cfg.report
     _check(
-        rep.target_error is None or 0 <= rep.target_error < 1,
-        f"report.target_error must be a fraction in [0, 1), got {rep.target_error}",
+        rep.target_error is None or 0 <= rep.target_error,
+        f"report.target_error must be >= 0 (a fraction in [0, 1) for classification, an RMSE in the target's units "
+        f"for regression), got {rep.target_error}",
     )
     _check(0 < rep.tolerance < 1, f"report.tolerance must be in (0, 1), got {rep.tolerance}")
     _check(0 < rep.alpha < 1, f"report.alpha must be in (0, 1), got {rep.alpha}")

@@ -199,6 +199,15 @@ def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], split
     return report
 
 
+def _check_target_error(cfg: Any, task: str) -> None:
+    """report.target_error is in the error's units, which the data decide: a fraction for classification (checked
+    here, once the task is known), an RMSE in the target's units for regression (any value >= 0)."""
+    target = cfg.report.target_error
+    if task == "classification" and target is not None and target >= 1:
+        raise DlrunError(f"report.target_error={target}: {cfg.dataset.name} is a classification task, whose error is "
+                         "a fraction in [0, 1), e.g. report.target_error=0.02")
+
+
 def rebuild_report(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None) -> dict:
     """Rebuild an existing run's report from its checkpoints, config and data, without training.
 
@@ -218,6 +227,7 @@ def rebuild_report(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None
     restored = best is not None and cfg.early_stop.restore_best  # as fit() does at the end
     _setup(cfg.trainer)
     splits = data.load(cfg.dataset, cfg.split, cfg.shift)
+    _check_target_error(cfg, splits.task)
     model = models.build(cfg.model, splits.in_shape, splits.num_outputs, cfg.reg)
     model.load_state_dict((best if restored else last)["model"])
     rt = devices.resolve(cfg.trainer.device, cfg.trainer.precision)
@@ -253,6 +263,7 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None, launch: s
         _clear_run(run_dir)
 
     splits = data.load(cfg.dataset, cfg.split, cfg.shift)
+    _check_target_error(cfg, splits.task)
     import torch
 
     torch.manual_seed(cfg.trainer.seed)  # the same initial weights whatever loading consumed

@@ -242,6 +242,9 @@ CASES = [
     ("weights file missing", lambda t: [f"model.weights={t / 'none.pt'}"], "no such file"),
     ("weights of another architecture", lambda t: [f"model.weights={_weights(t, [16])}", "model=lenet"],
      "shares no tensor with this model"),
+    # a value whose unit the data decide
+    ("target error of 30 on a classification task", lambda t: ["report.target_error=30"],
+     "report.target_error=30.0: digits is a classification task, whose error is a fraction in [0, 1)"),
     # the output folder
     ("run folder that cannot be created", lambda t: [f"hydra.run.dir={_csv(t, 'x')}/run"], "cannot be created"),
 ]

@@ -107,7 +107,7 @@ def test_misspelt_key_fails_at_composition():
     ("early_stop.mode=up", "expected one of auto, min, max"),
     ("model.activation=swish", "expected one of relu, leaky_relu, gelu, tanh, sigmoid"),
     ("sched.gamma=0", "sched.gamma must be in (0, 1]"),
-    ("report.target_error=1.5", "report.target_error must be a fraction in [0, 1)"),
+    ("report.target_error=-0.1", "report.target_error must be >= 0 (a fraction in [0, 1) for classification"),
     ("optim.nesterov=true", "optim.nesterov needs optim=sgd"),
     ("model.hidden=[0]", "model.hidden must be widths >= 1"),
 ])

@@ -27,8 +27,8 @@ def test_every_family_trains_on_digits_and_reports(tmp_path, model):
 
 def test_regression_on_diabetes(tmp_path):
     cfg = make_config(dataset=c.SklearnDatasetConfig(name="diabetes"), model=c.MLPConfig(hidden=[32]),
-                      trainer={"max_epochs": 30})
-    report = run(cfg, tmp_path, overrides=["dataset=diabetes"]).report
+                      trainer={"max_epochs": 30}, report={"target_error": 30.0})
+    report = run(cfg, tmp_path, overrides=["dataset=diabetes", "report.target_error=30"]).report
     assert report["run"]["task"] == "regression"
     rmse = report["metrics"]["test"]["error"]
     chance = report["baselines"]["chance_error"]
@@ -37,6 +37,11 @@ def test_regression_on_diabetes(tmp_path):
     assert test["rmse"] == rmse and 0 < test["mae"] < rmse and 0.1 < test["r2"] < 1
     assert (tmp_path / "plots" / "residuals.png").is_file() and not (tmp_path / "plots" / "confusion_matrix.png").exists()
     assert "ks_prediction" in report["evidence"]["shift_tests"]
+    # the target error is an RMSE in the target's units too: the avoidable bias and the variance are RMSE differences
+    dec, metrics = report["decomposition"], report["metrics"]
+    assert dec["avoidable_bias"] == pytest.approx(metrics["train"]["error"] - 30.0)
+    assert dec["variance"] == pytest.approx(metrics["val"]["error"] - metrics["train"]["error"])
+    assert "| target error | 30 | yours: exact |" in (tmp_path / "report.md").read_text()
 
 
 def test_lstm_on_the_synthetic_sequence_task(tmp_path):
