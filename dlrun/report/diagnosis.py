@@ -369,6 +369,8 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
                                 for h in causes for text, change in zip(h.texts, h.changes)]
     if under.stats.get("no_signal"):  # one cause explains both gaps: say it once
         over = Finding(stats={**over.stats, "explained_by": "no_signal"})
+        # and Ng's terms assume something to learn: no focus to work on before the data are checked
+        decomposition.update(focus=None, focus_undetermined=False, no_signal=True)
     mismatch = _data_mismatch(fig, evaluation, task, tol, alpha, overrides, target_scale)
     shift = _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, target_scale, notes)
     if history.stop_reason == "interrupted":
@@ -418,6 +420,9 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
         bias = "avoidable bias n/a"
     listed = f"{bias}, {listed}" if listed else bias
     focus = decomposition.get("focus")
+    if decomposition.get("no_signal"):
+        return (f"focus: none named ({listed}): the inputs carry no usable relation to the outputs (the underfitting "
+                "finding), and Ng's terms assume something to learn: check the data first")
     if focus:
         return (f"focus: {focus.replace('_', ' ')} is the largest term ({listed}): work on it first (Ng): "
                 f"{FOCUS_ADVICE[focus]}"

@@ -271,6 +271,9 @@ def _focus_sentence(decomposition: dict, percent: bool) -> str:
     focus = decomposition.get("focus")
     intervals = decomposition.get("intervals") or {}
     bias_range = decomposition.get("avoidable_bias_range")
+    if decomposition.get("no_signal"):
+        return ("Ng's decomposition names no focus: the inputs carry no usable relation to the outputs (the "
+                "underfitting finding), and its terms assume something to learn: check the data first.")
     if not focus and decomposition.get("focus_undetermined") and bias_range:
         others = [t for t in ("variance", "data_mismatch") if decomposition.get(t) is not None]
         largest = max(others, key=lambda t: decomposition[t]) if others else None

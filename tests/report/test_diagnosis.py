@@ -162,6 +162,9 @@ def test_shuffled_labels_get_one_verdict_that_explains_both_gaps():
                   baselines={**BASE, "simple_val_error": 0.74})
     assert d.underfitting.detected and d.underfitting.stats["no_signal"]
     assert not d.overfitting.detected and d.overfitting.stats["explained_by"] == "no_signal"
+    # nor a focus: "work on variance: more regularisation" would contradict "check the data"
+    assert d.decomposition["focus"] is None and d.decomposition["no_signal"]
+    assert "no usable relation" in d.notes[0] and "check the data first" in d.notes[0]
     # the same figures while validation loss still falls: train longer first, no 'no signal'
     falling = list(np.linspace(1.4, 1.0, 12))
     d = _diagnose(_evaluation(train=0.7, val=0.74, test=0.75), history=_history(train_loss=falling, val_loss=falling),
