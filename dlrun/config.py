@@ -527,7 +527,10 @@ def validate(cfg: Any) -> None:
                 _check(value >= 1, f"model.{name} must be >= 1, got {value}")
             else:
                 sizes = list(value)
-                _check(len(sizes) >= 1 and all(v >= 1 for v in sizes), f"model.{name} must be widths >= 1, got {sizes}")
+                empty_ok = m.family == "mlp" and name == "hidden"  # no hidden layer: a linear (logistic) model
+                _check((empty_ok or len(sizes) >= 1) and all(v >= 1 for v in sizes),
+                       f"model.{name} must be widths >= 1, got {sizes}"
+                       + (" ([] is a linear model)" if empty_ok else ""))
     d = cfg.dataset
     if "image_size" in _field_names(d):
         _check(d.image_size >= 1, f"dataset.image_size must be >= 1, got {d.image_size}")

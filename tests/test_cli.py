@@ -66,6 +66,10 @@ def test_two_epoch_run_writes_every_file(tmp_path):
                                             "val_to_test"}
     assert set(report["diagnosis"]) == {"underfitting", "overfitting", "data_mismatch", "distribution_shift"}
     assert report["decomposition"]["focus"] in ("avoidable_bias", "variance")
+    versus = report["evidence"]["versus_linear"]  # the network against a linear model, same validation samples
+    assert versus["n"] == report["metrics"]["val"]["n"] and versus["linear_val_error"] == \
+        report["baselines"]["simple_val_error"] and "simple_val_pred" not in report["baselines"]
+    assert versus["difference"] == pytest.approx(report["metrics"]["val"]["error"] - versus["linear_val_error"])
     for finding in report["diagnosis"].values():
         assert set(finding) >= {"detected", "severity", "evidence", "actions"}
         assert finding["severity"] in ("none", "mild", "severe")

@@ -109,10 +109,11 @@ def test_misspelt_key_fails_at_composition():
     ("sched.gamma=0", "sched.gamma must be in (0, 1]"),
     ("report.target_error=-0.1", "report.target_error must be >= 0 (a fraction in [0, 1) for classification"),
     ("optim.nesterov=true", "optim.nesterov needs optim=sgd"),
-    ("model.hidden=[0]", "model.hidden must be widths >= 1"),
+    ("model.hidden=[0]", "model.hidden must be widths >= 1, got [0] ([] is a linear model)"),
+    ("model=lenet model.channels=[]", "model.channels must be widths >= 1, got []"),
 ])
 def test_validation_names_the_key_and_the_rule(override, message):
-    cfg = _compose([override])
+    cfg = _compose(override.split())
     with pytest.raises(DlrunError) as err:
         validate(cfg)
     assert message in str(err.value)
@@ -132,6 +133,10 @@ def test_preflight_names_the_key_and_the_allowed_values(argv, message):
     with pytest.raises(DlrunError) as err:
         check_command_line(argv, str(CONF_DIR))
     assert message in str(err.value)
+
+
+def test_an_mlp_without_hidden_layers_is_valid():
+    validate(_compose(["model.hidden=[]"]))  # a linear (logistic) model: the report may suggest it
 
 
 def test_preflight_accepts_good_overrides_and_hydra_flags():

@@ -12,7 +12,8 @@ log = logging.getLogger(__name__)
 def baselines_for(splits, max_train: int = 5000) -> dict:
     """chance_error on val (majority class / mean predictor), and a linear model's training and validation error.
 
-    Regression figures are RMSE in the targets' units, like the network's.
+    Regression figures are RMSE in the targets' units, like the network's. `simple_val_pred` (not written to
+    report.json) holds the linear model's validation predictions, for the paired comparison with the network.
     """
     y_train = _target(splits, splits.train)
     y_val = _target(splits, splits.val)
@@ -20,8 +21,10 @@ def baselines_for(splits, max_train: int = 5000) -> dict:
     x_val = splits.val.x.numpy()
     out = {"chance_error": stats.chance_error(y_train, y_val, splits.task), "target_scale": splits.target_scale}
     try:
+        predictions: dict = {}
         errors = stats.simple_baseline_errors(x_train, y_train, {"val": (x_val, y_val)}, splits.task,
-                                              max_train=max_train)
+                                              max_train=max_train, predictions=predictions)
+        out["simple_val_pred"] = predictions["val"]
         # its training error on the rows it was fitted on (at most max_train): past them it would be held-out error
         out["simple_train_error"], out["simple_val_error"] = errors["fitted"], errors["val"]
         out["simple_train_n"], out["simple_val_n"] = min(len(x_train), max_train), len(x_val)

@@ -59,6 +59,7 @@ class Diagnosis:
     intervals: dict[str, list[float]] = field(default_factory=dict)  # split -> (1 - alpha) interval of its error
     data_mismatch: Finding = field(default_factory=Finding)  # validation worse than train-dev (needs train_dev)
     health: list[dict] = field(default_factory=list)  # training-health findings (report/health.py), most telling first
+    versus_linear: Optional[dict] = None  # the network against a linear model on the same validation samples
 
     def findings(self) -> dict[str, Finding]:
         return {"underfitting": self.underfitting, "overfitting": self.overfitting,
@@ -96,6 +97,8 @@ def _bigger_model(settings: dict) -> dict[str, Any]:
     model = settings.get("model", {})
     if "hidden" in model:
         hidden = [2 * h for h in model["hidden"]]
+        if not hidden:  # a linear model: one hidden layer
+            return {"model.hidden": [64]}
         return {"model.hidden": hidden + hidden[-1:] if len(hidden) < 3 else hidden}  # wider, and deeper up to 3
     if "hidden_size" in model:
         return {"model.hidden_size": 2 * model["hidden_size"]}
@@ -106,8 +109,8 @@ def _bigger_model(settings: dict) -> dict[str, Any]:
 
 def _smaller_model(settings: dict) -> dict[str, Any]:
     model = settings.get("model", {})
-    if "hidden" in model:
-        return {"model.hidden": [max(1, h // 2) for h in model["hidden"]]}
+    if "hidden" in model:  # a linear model has no smaller version
+        return {"model.hidden": [max(1, h // 2) for h in model["hidden"]]} if model["hidden"] else {}
     if "hidden_size" in model:
         return {"model.hidden_size": max(1, model["hidden_size"] // 2)}
     if "width" in model:
@@ -372,6 +375,9 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
         # and Ng's terms assume something to learn: no focus to work on before the data are checked
         decomposition.update(focus=None, focus_undetermined=False, no_signal=True)
     mismatch = _data_mismatch(fig, evaluation, task, tol, alpha, overrides, target_scale)
+    versus = _versus_linear(evaluation, baselines, tol, alpha, target_scale)
+    if versus and versus["fires"]:
+        _say_a_linear_model_does_better(versus, under, over, task, tol, target_scale, overrides, settings, notes)
     shift = _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, target_scale, notes)
     if history.stop_reason == "interrupted":
         notes.append("the run was interrupted: the figures describe a partial training")
@@ -382,7 +388,55 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
                      curves=curves, intervals={name: [f.low, f.high] for name, f in fig.items()},
                      health=[{"name": h.name, "evidence": h.evidence,
                               "actions": [{"text": t, "command": next_command(overrides, c)}
-                                          for t, c in zip(h.texts, h.changes)]} for h in found])
+                                          for t, c in zip(h.texts, h.changes)]} for h in found],
+                     versus_linear=versus)
+
+
+def _versus_linear(evaluation: Any, baselines: dict, tol: float, alpha: float, scale: float) -> Optional[dict]:
+    """The network's validation error minus a linear model's, on the same validation samples (paired: McNemar's
+    exact interval, or a paired bootstrap of the RMSE difference), gated by the one rule: it `fires` when the
+    one-sided (1 - alpha) lower bound exceeds the tolerance. None without the linear model's predictions."""
+    linear = baselines.get("simple_val_pred")
+    val = evaluation.splits["val"]
+    if linear is None or len(linear) != val.n or not val.n:
+        return None
+    pred = np.asarray(val.y_pred, dtype=np.float64 if evaluation.task == "regression" else None)
+    if evaluation.task == "regression" and not np.isfinite(pred).all():
+        return None  # a diverged network: the underfitting finding says so
+    paired = stats.paired_error_difference(evaluation.task, val.y_true, np.asarray(linear), pred,
+                                           confidence=1 - 2 * alpha)
+    tol_units = _tolerance_in_units(tol, evaluation.task, scale)
+    low = paired["interval"][0]
+    return {"linear_val_error": baselines.get("simple_val_error"), "val_error": val.error,
+            "difference": paired["difference"], "interval": paired["interval"], "level": alpha, "n": paired["n"],
+            "fires": bool(math.isfinite(low) and low > tol_units)}
+
+
+def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding, task: str, tol: float, scale: float,
+                                    overrides: list[str], settings: dict, notes: list[str]) -> None:
+    """Evidence for the finding that fired (underfitting first: it is about training at all), or a note when none
+    did; with a linear model as the next run (an MLP without hidden layers)."""
+    low, high = versus["interval"]
+    unit = 1.0 if task == "classification" else scale
+    gap = Gap("linear", "val", versus["difference"] / unit, low / unit, high / unit, versus["level"])
+    text = (f"a linear model does better on the same validation samples: {_pct(versus['linear_val_error'], task)} vs "
+            f"the network's {_pct(versus['val_error'], task)} (paired, interval of the difference "
+            f"[{_pct(low, task)}, {_pct(high, task)}]): " + _gap_words(gap, task, tol, unit))
+    if under.stats.get("no_signal"):
+        return  # a linear model at chance cannot do better by the tolerance; if it ever did, "no relation" would be wrong
+    model = settings.get("model", {})
+    change = {"model.hidden": []} if model.get("family") == "mlp" else {"model": "mlp", "model.hidden": []}
+    if model.get("family") == "mlp" and list(model.get("hidden", [])) == []:
+        return  # the network is a linear model already: the gap is its training (the findings say how)
+    action = Action("a linear model (an MLP without hidden layers), which does better on this data",
+                    next_command(overrides, change))
+    finding = under if under.detected else over if over.detected else None
+    if finding is not None:
+        finding.evidence.append(text)
+        finding.actions.append(action)
+    else:
+        notes.append(f"{text}: the network gives away more than it gains on this data (capacity, regularisation "
+                     f"or training); a linear model: {action.command}")
 
 
 def _decomposition_intervals(fig: dict[str, _Figure], evaluation: Any, ref: Reference, alpha: float,

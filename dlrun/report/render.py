@@ -59,13 +59,13 @@ def build_report(run_info: dict, evaluation: Any, diagnosis: Any, baselines: dic
         "schema_version": SCHEMA_VERSION,
         "run": run_info,
         "metrics": _metrics(evaluation, diagnosis.intervals),
-        "baselines": {k: v for k, v in baselines.items() if k != "target_scale"},
+        "baselines": {k: v for k, v in baselines.items() if k not in ("target_scale", "simple_val_pred")},
         "decomposition": diagnosis.decomposition,
         "diagnosis": {name: asdict(f) for name, f in diagnosis.findings().items()},
         "notes": diagnosis.notes,
         "health": getattr(diagnosis, "health", []),  # training-health findings (report/health.py)
         "evidence": {"shift_tests": diagnosis.shift_tests, "curves": diagnosis.curves,
-                     "per_class": per_class},
+                     "per_class": per_class, "versus_linear": getattr(diagnosis, "versus_linear", None)},
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -393,8 +394,10 @@ def simple_baseline_error(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.n
 
 
 def simple_baseline_errors(x_train: np.ndarray, y_train: np.ndarray, evals: dict[str, tuple[np.ndarray, np.ndarray]],
-                           task: str, max_train: int = 5000, seed: int = 0) -> dict[str, float]:
-    """simple_baseline_error on several evaluation sets {name: (x, y)} with one fit."""
+                           task: str, max_train: int = 5000, seed: int = 0,
+                           predictions: Optional[dict[str, np.ndarray]] = None) -> dict[str, float]:
+    """simple_baseline_error on several evaluation sets {name: (x, y)} with one fit; `predictions`, when given, is
+    filled with each set's predictions (n,), for a paired comparison with another model on the same samples."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -409,6 +412,8 @@ def simple_baseline_errors(x_train: np.ndarray, y_train: np.ndarray, evals: dict
     if task == "classification" and len(np.unique(y_train)) < 2:
         # LogisticRegression refuses one class; the best it could do is predict it
         evals = {**evals, "fitted": (x_train, y_train)}
+        if predictions is not None:
+            predictions.update({name: np.full(len(y), y_train[0]) for name, (_, y) in evals.items()})
         return {name: float(np.mean(np.asarray(y) != y_train[0])) for name, (_, y) in evals.items()}
     if task == "classification":
         # lbfgs on standardised digits converges in ~30 iterations; 1000 leaves room for harder sets
@@ -420,6 +425,8 @@ def simple_baseline_errors(x_train: np.ndarray, y_train: np.ndarray, evals: dict
     evals = {**evals, "fitted": (x_train, y_train)}  # the rows it was fitted on: its training error
     for name, (x, y) in evals.items():
         pred = model.predict(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
+        if predictions is not None:
+            predictions[name] = pred
         y = np.asarray(y)
         out[name] = float(np.mean(pred != y)) if task == "classification" else \
             float(np.sqrt(np.mean((pred - y.astype(np.float64)) ** 2)))

@@ -239,3 +239,15 @@ def test_each_model_yaml_composes_and_builds(option):
 
 def test_every_builder_has_a_yaml():
     assert YAMLS == list_models()
+
+
+def test_an_mlp_without_hidden_layers_is_a_linear_model_and_the_report_can_grow_it():
+    from dlrun.report.diagnosis import _bigger_model, _smaller_model
+
+    model = build(MLPConfig(hidden=[]), (1, 8, 8), NUM_OUTPUTS, REG)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(64, NUM_OUTPUTS)]
+    assert model(torch.randn(5, 1, 8, 8)).shape == (5, NUM_OUTPUTS)
+    settings = {"model": {"family": "mlp", "hidden": []}}
+    assert _bigger_model(settings) == {"model.hidden": [64]} and _smaller_model(settings) == {}
+

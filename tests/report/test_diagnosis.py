@@ -347,6 +347,33 @@ def test_a_regressions_decomposition_is_in_the_targets_units_with_intervals():
     assert "the tolerance 2.5 (0.05 of the training targets' std)" in d.underfitting.evidence[0]
 
 
+def test_a_linear_model_that_does_better_on_the_same_validation_samples_is_said_once_where_it_belongs():
+    evaluation = _evaluation(train=0.07, val=0.10)
+    y_val = evaluation.splits["val"].y_true
+    perfect = {**BASE, "simple_val_error": 0.0, "simple_val_pred": y_val.copy()}
+    # no finding fires (8% on train vs a linear model's 5%, 9% on validation): a note
+    d = _diagnose(evaluation, baselines=perfect)
+    assert not any(f.detected for f in d.findings().values())
+    assert d.versus_linear["fires"] and d.versus_linear["interval"][0] > 0.05
+    note = next(n for n in d.notes if n.startswith("a linear model does better"))
+    assert "exceeds the tolerance 5.0%" in note and "'model.hidden=[]'" in note
+    # overfitting fired: the comparison is its evidence and a linear model one of its next runs, not a note
+    evaluation = _evaluation(train=0.0, val=0.15)
+    d = _diagnose(evaluation, baselines={**perfect, "simple_val_pred": evaluation.splits["val"].y_true.copy()})
+    assert d.overfitting.detected and any(e.startswith("a linear model does better") for e in d.overfitting.evidence)
+    assert any("'model.hidden=[]'" in a.command for a in d.overfitting.actions)
+    assert not any(n.startswith("a linear model does better") for n in d.notes)
+    # a linear model no better than the network: nothing said, the numbers kept
+    worse = {**BASE, "simple_val_pred": (y_val + 1) % K}
+    d = _diagnose(evaluation, baselines=worse)
+    assert not d.versus_linear["fires"] and d.versus_linear["difference"] < 0
+    assert not any("linear model does better" in text for text in d.notes + d.overfitting.evidence)
+    # the network is a linear model already: nothing to suggest
+    linear = diagnose(_history(), _evaluation(train=0.07, val=0.10), ReportConfig(), [],
+                      {**SETTINGS, "model": {"family": "mlp", "hidden": []}}, baselines=perfect, class_names=CLASSES)
+    assert linear.versus_linear["fires"] and not any("linear model does better" in n for n in linear.notes)
+
+
 def test_next_command_replaces_keys_and_quotes_for_the_shell():
     assert next_command(["model=mlp", "reg.dropout=0.1", "trainer.resume=/x"], {"reg.dropout": 0.3}) == \
         "dlrun model=mlp reg.dropout=0.3"
