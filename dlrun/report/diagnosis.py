@@ -368,8 +368,13 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
         under.evidence.append("training health: " + "; ".join(f"{h.name.replace('_', ' ')} ({h.evidence})"
                                                                for h in causes))
         at = 1 if history.stop_reason == "diverged" and under.actions else 0
+        lr = float(_get(settings, "optim.lr", 1e-3))
+        # one direction for the learning rate: a loss that barely moved or still falls says the steps are not too
+        # big, so a health finding's "lower the learning rate" would contradict the curve's "raise it"
+        against_curve = under.stats.get("train_trend") in ("flat", "falling")
         under.actions[at:at] = [Action(f"{h.name.replace('_', ' ')}: {text}", next_command(overrides, change))
-                                for h in causes for text, change in zip(h.texts, h.changes)]
+                                for h in causes for text, change in zip(h.texts, h.changes)
+                                if not (against_curve and change.get("optim.lr", lr) < lr)]
     if under.stats.get("no_signal"):  # one cause explains both gaps: say it once
         over = Finding(stats={**over.stats, "explained_by": "no_signal"})
         # and Ng's terms assume something to learn: no focus to work on before the data are checked
@@ -529,7 +534,8 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     # stopped improving (a run whose validation loss is still falling is first told to train longer; the training
     # loss may keep falling by memorising, so it does not tell)
     no_signal = (chance is not None and simple_val is not None and target_error is None
-                 and curves["val_trend"] != "falling" and val.high >= chance and simple_val >= chance - tol_units)
+                 and curves["val_trend"] not in ("falling", "short") and val.high >= chance
+                 and simple_val >= chance - tol_units)
     f.stats = {"train_error": train.error, "train_error_interval": [train.low, train.high], "reference": reference,
                "reference_name": ref_name, "excess": excess, "gap": gap.as_dict(), "chance_error": chance,
                "simple_train_error": baselines.get("simple_train_error"), "train_trend": trend, "simple_val_error": simple_val,
@@ -582,7 +588,10 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     bigger = Action("a bigger model", next_command(overrides, _bigger_model(settings)))
     lower_lr = Action("divide the learning rate by 10", next_command(overrides, {"optim.lr": lr / 10}))
 
-    if trend in ("oscillating", "diverged"):
+    if trend == "short":
+        f.evidence.append("the run trained for a single epoch: too short for its learning curve to say why")
+        f.actions += [longer] + ([less_reg] if regularised else [])
+    elif trend in ("oscillating", "diverged"):
         f.evidence.append(f"the training loss is {trend}: the learning rate is likely too big")
         f.actions += [lower_lr, less_reg] if regularised else [lower_lr]
     elif trend == "falling":

@@ -137,7 +137,7 @@ def curves(history: Any) -> dict:
     The U-curve starts at the epoch of the smallest validation loss, read from the curve itself: the epoch whose
     weights the model holds (history.best_epoch) is the last one when early stopping or restore_best is off."""
     if not history.rows:
-        return {"train_trend": "flat", "val_trend": "flat", "u_curve": None, "val_min_epoch": 0}
+        return {"train_trend": "short", "val_trend": "short", "u_curve": None, "val_min_epoch": 0}
     train_loss, val_loss = history.column("train_loss"), history.column("val_loss")
     finite = np.isfinite(val_loss)
     val_min_epoch = int(np.argmin(np.where(finite, val_loss, np.inf))) + 1 if finite.any() else 0

@@ -24,7 +24,7 @@ OSCILLATION_AMPLITUDE = 0.05  # ...and the mean |step| is >= 5% of the mean leve
 FALLING_REL_DROP = 0.01  # falling: the fitted line over the last `window` epochs drops > 1% of the level...
 FALLING_P_VALUE = 0.05  # ...and its slope is negative at this one-sided significance (linregress)
 FLAT_REL_CHANGE = 0.03  # flat: no epoch strays more than 3% from the first one
-CURVE_TRENDS = ("falling", "flat", "converged", "oscillating", "diverged")
+CURVE_TRENDS = ("falling", "flat", "converged", "oscillating", "diverged", "short")
 
 
 @dataclass(frozen=True)
@@ -446,14 +446,15 @@ def curve_trend(values: np.ndarray, window: int = 5) -> str:
                  level and against the range it covered;
     falling      a linear fit (scipy.stats.linregress) on the last `window` epochs drops more than FALLING_REL_DROP
                  of the level, with a one-sided p < FALLING_P_VALUE (with 2 epochs: the last is 1% below the first);
-    flat         no epoch strays more than FLAT_REL_CHANGE from the first one (also fewer than 2 epochs);
-    converged    anything else: it fell, or fell and rose, and has stopped falling (see u_curve for a rise).
+    flat         no epoch strays more than FLAT_REL_CHANGE from the first one;
+    converged    anything else: it fell, or fell and rose, and has stopped falling (see u_curve for a rise);
+    short        fewer than 2 epochs: no shape to read (checked first).
     """
     from scipy.stats import linregress
 
     values = np.asarray(values, dtype=np.float64).ravel()
     if len(values) < 2:
-        return "flat"  # nothing to compare yet
+        return "short"  # nothing to compare yet
     if not np.all(np.isfinite(values)):
         return "diverged"
     first, last, lowest = values[0], values[-1], values.min()

@@ -374,6 +374,26 @@ def test_a_linear_model_that_does_better_on_the_same_validation_samples_is_said_
     assert linear.versus_linear["fires"] and not any("linear model does better" in n for n in linear.notes)
 
 
+def test_the_learning_rate_is_moved_one_way_and_one_epoch_is_no_curve():
+    from tests.report.test_health import _rows
+
+    flat = _history(train_loss=[2.3] * 12, val_loss=[2.3] * 12)
+    flat.dynamics = _rows(dead=0.7)  # dying ReLU, whose actions include a lower learning rate
+    d = _diagnose(_evaluation(train=0.5, val=0.52), history=flat)
+    assert d.underfitting.detected and any("dying relu" in e for e in d.underfitting.evidence)
+    commands = [a.command for a in d.underfitting.actions]
+    # the loss barely moved: the steps are not too big; "raise it" and "lower it" in one finding contradict
+    assert any("optim.lr=0.01" in c for c in commands) and not any("optim.lr=0.0001" in c for c in commands)
+    assert any("model.activation=leaky_relu" in c for c in commands)  # the rest of the health actions stay
+    # one epoch has no learning curve: no "barely moved", no learning-rate guess; train longer
+    one = _history(train_loss=[2.3], val_loss=[2.3])
+    d = _diagnose(_evaluation(train=0.5, val=0.52), history=one)
+    assert d.underfitting.detected and d.underfitting.stats["train_trend"] == "short"
+    assert "single epoch" in " ".join(d.underfitting.evidence) and "barely moved" not in " ".join(d.underfitting.evidence)
+    assert d.underfitting.actions[0].text == "train longer"
+    assert not any("optim.lr" in a.command for a in d.underfitting.actions)
+
+
 def test_next_command_replaces_keys_and_quotes_for_the_shell():
     assert next_command(["model=mlp", "reg.dropout=0.1", "trainer.resume=/x"], {"reg.dropout": 0.3}) == \
         "dlrun model=mlp reg.dropout=0.3"

@@ -202,7 +202,7 @@ EPOCHS = np.arange(30)
     ("nan tail", np.concatenate([np.linspace(2, 1, 10), [np.nan, np.nan]]), "diverged"),
     ("blow-up", np.concatenate([np.linspace(2, 1, 10), [8.0, 40.0]]), "diverged"),
     ("zigzag", 1.0 + 0.3 * (-1.0) ** EPOCHS, "oscillating"),
-    ("single epoch", np.array([2.3]), "flat"),
+    ("single epoch", np.array([2.3]), "short"),
 ])
 def test_curve_trend(name, values, expected):
     assert stats.curve_trend(values) == expected
