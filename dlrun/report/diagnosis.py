@@ -316,6 +316,9 @@ def decompose(fig: dict[str, _Figure], target_error: Optional[float], achievable
     }
 
 
+# the overfitting actions that trade bias for variance: they wait while the underfitting finding fires
+RAISE_BIAS = ("more regularisation", "data augmentation", "less capacity")
+
 FOCUS_ADVICE = {"avoidable_bias": "a bigger model, train longer, less regularisation",
                 "variance": "more regularisation, more data",
                 "data_mismatch": "make the training data more like the validation data"}
@@ -375,6 +378,15 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
         under.actions[at:at] = [Action(f"{h.name.replace('_', ' ')}: {text}", next_command(overrides, change))
                                 for h in causes for text, change in zip(h.texts, h.changes)
                                 if not (against_curve and change.get("optim.lr", lr) < lr)]
+    if under.detected and over.detected and not under.stats.get("no_signal"):
+        # bad on training data comes first (the method's order, and Ng's): more regularisation or less capacity
+        # would raise the training error the underfitting finding asks to lower, so they wait
+        waiting = [a for a in over.actions if a.text.startswith(RAISE_BIAS)]
+        over.actions = [a for a in over.actions if a not in waiting]
+        if waiting:
+            over.evidence.append("the training error is itself too high (underfitting): fix it first; "
+                                 + ", ".join(a.text.split(":")[0] for a in waiting)
+                                 + " would raise it, so they wait until it is fixed")
     if under.stats.get("no_signal"):  # one cause explains both gaps: say it once
         over = Finding(stats={**over.stats, "explained_by": "no_signal"})
         # and Ng's terms assume something to learn: no focus to work on before the data are checked

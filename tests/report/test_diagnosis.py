@@ -394,6 +394,19 @@ def test_the_learning_rate_is_moved_one_way_and_one_epoch_is_no_curve():
     assert not any("optim.lr" in a.command for a in d.underfitting.actions)
 
 
+def test_when_both_fire_the_overfitting_actions_that_raise_the_training_error_wait():
+    settings = {**SETTINGS, "reg": {"dropout": 0.3, "weight_decay": 1e-3, "l1": 0.0}}
+    d = diagnose(_history(), _evaluation(train=0.3, val=0.45), ReportConfig(), ["reg.dropout=0.3"], settings,
+                 baselines=BASE, class_names=CLASSES)
+    assert d.underfitting.detected and d.overfitting.detected
+    assert any(a.text.startswith("less regularisation") for a in d.underfitting.actions)
+    # "less regularisation" and "more regularisation" side by side would contradict: the method fixes train first
+    assert [a.text for a in d.overfitting.actions] == ["more data: a larger training split"]
+    assert "fix it first" in d.overfitting.evidence[-1]
+    alone = _diagnose(_evaluation(train=0.0, val=0.15))  # overfitting alone keeps all its actions
+    assert alone.overfitting.actions[0].text.startswith("more regularisation") and len(alone.overfitting.actions) == 4
+
+
 def test_next_command_replaces_keys_and_quotes_for_the_shell():
     assert next_command(["model=mlp", "reg.dropout=0.1", "trainer.resume=/x"], {"reg.dropout": 0.3}) == \
         "dlrun model=mlp reg.dropout=0.3"
