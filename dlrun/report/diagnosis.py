@@ -485,7 +485,7 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
         low, high = (_pct(bound, task) for bound in bias_range)
         bias = f"avoidable bias {low}" if low == high else f"avoidable bias between {low} and {high}"
         what = "what a linear model reaches" if reference_name.startswith("a linear") else "the reference"
-        why = (f"the best achievable error is unknown, between 0 and about {_pct(decomposition.get('achievable'), task)}"
+        why = (f"the best achievable error lies between 0 and about {_pct(decomposition.get('achievable'), task)}"
                f" ({what}): set report.target_error to your estimate")
     else:
         bias = "avoidable bias n/a"
@@ -500,7 +500,8 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
                 + ("; the test split's own gap is the distribution-shift finding" if shift_detected else "")
                 + (f"; {why}" if why and focus == "avoidable_bias" else ""))
     if decomposition.get("focus_undetermined"):
-        return f"focus: none named ({listed}): whether the avoidable bias is the largest term, or above 0 at all, is unknown; {why}"
+        return (f"focus: none named ({listed}): the decomposition cannot tell whether the avoidable bias is the "
+                f"largest term, or above 0 at all: {why}")
     return f"focus: none named ({listed}): no term is above 0, nothing these splits can see to work on"
 
 
