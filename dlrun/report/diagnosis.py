@@ -316,8 +316,23 @@ def decompose(fig: dict[str, _Figure], target_error: Optional[float], achievable
     }
 
 
-# the overfitting actions that trade bias for variance: they wait while the underfitting finding fires
-RAISE_BIAS = ("more regularisation", "data augmentation", "less capacity")
+# actions of the other findings that raise the training error (regularisation, augmentation, less capacity): they
+# wait while the underfitting finding fires
+RAISE_BIAS = ("more regularisation", "data augmentation", "less capacity", "augment the training data",
+              "make the training data more like")
+
+
+def _wait_for_the_training_error(finding: Finding) -> None:
+    """Bad on training data comes first (the seed method's order, and Ng's): while the underfitting finding fires,
+    another finding's actions that would raise the training error it asks to lower wait, and the finding says so."""
+    waiting = [a for a in finding.actions if a.text.startswith(RAISE_BIAS)]
+    if not finding.detected or not waiting:
+        return
+    finding.actions = [a for a in finding.actions if a not in waiting]
+    finding.evidence.append("the training error is itself too high (underfitting): fix it first; "
+                            + ", ".join(a.text.split(":")[0] for a in waiting)
+                            + " would raise it, so " + ("they wait" if len(waiting) > 1 else "it waits")
+                            + " until it is fixed")
 
 FOCUS_ADVICE = {"avoidable_bias": "a bigger model, train longer, less regularisation",
                 "variance": "more regularisation, more data",
@@ -378,15 +393,6 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
         under.actions[at:at] = [Action(f"{h.name.replace('_', ' ')}: {text}", next_command(overrides, change))
                                 for h in causes for text, change in zip(h.texts, h.changes)
                                 if not (against_curve and change.get("optim.lr", lr) < lr)]
-    if under.detected and over.detected and not under.stats.get("no_signal"):
-        # bad on training data comes first (the method's order, and Ng's): more regularisation or less capacity
-        # would raise the training error the underfitting finding asks to lower, so they wait
-        waiting = [a for a in over.actions if a.text.startswith(RAISE_BIAS)]
-        over.actions = [a for a in over.actions if a not in waiting]
-        if waiting:
-            over.evidence.append("the training error is itself too high (underfitting): fix it first; "
-                                 + ", ".join(a.text.split(":")[0] for a in waiting)
-                                 + " would raise it, so they wait until it is fixed")
     if under.stats.get("no_signal"):  # one cause explains both gaps: say it once
         over = Finding(stats={**over.stats, "explained_by": "no_signal"})
         # and Ng's terms assume something to learn: no focus to work on before the data are checked
@@ -396,6 +402,9 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     if versus and versus["fires"]:
         _say_a_linear_model_does_better(versus, under, over, task, tol, target_scale, overrides, settings, notes)
     shift = _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, target_scale, notes)
+    if under.detected and not under.stats.get("no_signal"):
+        for finding in (over, mismatch, shift):
+            _wait_for_the_training_error(finding)
     if history.stop_reason == "interrupted":
         notes.append("the run was interrupted: the figures describe a partial training")
     notes.insert(0, focus_note(decomposition, ref.name, task, shift.detected))

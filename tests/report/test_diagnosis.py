@@ -403,6 +403,12 @@ def test_when_both_fire_the_overfitting_actions_that_raise_the_training_error_wa
     # "less regularisation" and "more regularisation" side by side would contradict: the method fixes train first
     assert [a.text for a in d.overfitting.actions] == ["more data: a larger training split"]
     assert "fix it first" in d.overfitting.evidence[-1]
+    # the shift's augmentation waits too (good on train and validation comes before bad on test); its review stays
+    d = _diagnose(_evaluation(train=0.3, val=0.32, test=0.6, probs_shift=2.0))
+    assert d.underfitting.detected and d.distribution_shift.detected
+    assert [a.text.split(";")[0] for a in d.distribution_shift.actions] == ["review the test data and the per-class errors"]
+    assert "augment the training data with the transformation suspected (noise, rotation) would raise it, so it waits" \
+        in d.distribution_shift.evidence[-1]
     alone = _diagnose(_evaluation(train=0.0, val=0.15))  # overfitting alone keeps all its actions
     assert alone.overfitting.actions[0].text.startswith("more regularisation") and len(alone.overfitting.actions) == 4
 
