@@ -460,6 +460,10 @@ def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding,
     if finding is not None:
         finding.evidence.append(text)
         finding.actions.append(action)
+        if finding is under and any(a.text == "a bigger model" for a in under.actions):
+            # a model with far less capacity does better: capacity is not what this network lacks
+            under.actions = [a for a in under.actions if a.text != "a bigger model"]
+            under.evidence.append("so more capacity is not what the network lacks: no bigger model is suggested")
     else:
         notes.append(f"{text}: the network gives away more than it gains on this data (capacity, regularisation "
                      f"or training); a linear model: {action.command}")

@@ -368,6 +368,14 @@ def test_a_linear_model_that_does_better_on_the_same_validation_samples_is_said_
     d = _diagnose(evaluation, baselines=worse)
     assert not d.versus_linear["fires"] and d.versus_linear["difference"] < 0
     assert not any("linear model does better" in text for text in d.notes + d.overfitting.evidence)
+    # underfitting that a linear model beats: no "bigger model" (a model with far less capacity does better)
+    flat = _history(train_loss=[2.3] * 12, val_loss=[2.3] * 12)
+    evaluation = _evaluation(train=0.5, val=0.52)
+    d = _diagnose(evaluation, history=flat, baselines={**perfect, "simple_val_pred": evaluation.splits["val"].y_true})
+    assert d.underfitting.detected and d.versus_linear["fires"]
+    assert "a bigger model" not in [a.text for a in d.underfitting.actions]
+    assert any("'model.hidden=[]'" in a.command for a in d.underfitting.actions)
+    assert "a bigger model" in [a.text for a in _diagnose(evaluation, history=flat).underfitting.actions]
     # the network is a linear model already: nothing to suggest
     linear = diagnose(_history(), _evaluation(train=0.07, val=0.10), ReportConfig(), [],
                       {**SETTINGS, "model": {"family": "mlp", "hidden": []}}, baselines=perfect, class_names=CLASSES)
