@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Optional
 
 from dlrun.errors import DlrunError
+from dlrun.report.diagnosis import FOCUS_FINDING
 
 USAGE = __doc__.split("\n\n")[1]
 DEFAULTS = {"budget": 6, "dir": None}
 # the findings the loop may act on: all three are judged on training, train-dev and validation data only
-ACTIONABLE = {"avoidable_bias": "underfitting", "variance": "overfitting", "data_mismatch": "data_mismatch"}
+ACTIONABLE = FOCUS_FINDING  # focus -> its finding
 FINISHED = (0, 4, 5)  # dlrun's exit codes for a run with a report: done, diverged, report.fail_on
 
 

@@ -334,6 +334,18 @@ def _wait_for_the_training_error(finding: Finding) -> None:
                             + " would raise it, so " + ("they wait" if len(waiting) > 1 else "it waits")
                             + " until it is fixed")
 
+FOCUS_FINDING = {"avoidable_bias": "underfitting", "variance": "overfitting", "data_mismatch": "data_mismatch"}
+
+
+def focus_advice(focus: str, fired_with_actions: set[str]) -> str:
+    """What to do about the focus: the next runs of its finding when that fired (they are specific to this run, and
+    the generic list could contradict them: a finding may drop "a bigger model"), else Ng's generic advice."""
+    finding = FOCUS_FINDING.get(focus)
+    if finding in fired_with_actions:
+        return f"the {finding.replace('_', ' ')} finding's next runs"
+    return FOCUS_ADVICE.get(focus, "see the decomposition")
+
+
 FOCUS_ADVICE = {"avoidable_bias": "a bigger model, train longer, less regularisation",
                 "variance": "more regularisation, more data",
                 "data_mismatch": "make the training data more like the validation data"}
@@ -407,7 +419,9 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
             _wait_for_the_training_error(finding)
     if history.stop_reason == "interrupted":
         notes.append("the run was interrupted: the figures describe a partial training")
-    notes.insert(0, focus_note(decomposition, ref.name, task, shift.detected))
+    fired = {name for name, f in {"underfitting": under, "overfitting": over, "data_mismatch": mismatch}.items()
+             if f.detected and f.actions}
+    notes.insert(0, focus_note(decomposition, ref.name, task, shift.detected, fired))
     _drop_repeated_commands([under, over, mismatch, shift])
     return Diagnosis(underfitting=under, overfitting=over, distribution_shift=shift, data_mismatch=mismatch,
                      decomposition=decomposition, notes=notes, shift_tests=tests, per_class=_jsonable(table),
@@ -486,7 +500,8 @@ def _decomposition_intervals(fig: dict[str, _Figure], evaluation: Any, ref: Refe
     return out
 
 
-def focus_note(decomposition: dict, reference_name: str, task: str, shift_detected: bool = False) -> str:
+def focus_note(decomposition: dict, reference_name: str, task: str, shift_detected: bool = False,
+               fired_with_actions: Optional[set[str]] = None) -> str:
     """The decomposition's own words: the focus and why, or why there is none."""
     terms = [("variance", decomposition.get("variance")), ("data mismatch", decomposition.get("data_mismatch"))]
     listed = ", ".join(f"{name} {_pct(value, task)}" for name, value in terms if value is not None)
@@ -509,7 +524,7 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
                 "finding), and Ng's terms assume something to learn: check the data first")
     if focus:
         return (f"focus: {focus.replace('_', ' ')} is the largest term ({listed}): work on it first (Ng): "
-                f"{FOCUS_ADVICE[focus]}"
+                f"{focus_advice(focus, fired_with_actions or set())}"
                 + ("; the test split's own gap is the distribution-shift finding" if shift_detected else "")
                 + (f"; {why}" if why and focus == "avoidable_bias" else ""))
     if decomposition.get("focus_undetermined"):

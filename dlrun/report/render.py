@@ -263,10 +263,10 @@ def _joined(words: list[str], last: str) -> str:
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
 
 
-def _focus_sentence(decomposition: dict, percent: bool) -> str:
+def _focus_sentence(decomposition: dict, percent: bool, fired: set[str] = frozenset()) -> str:
     """Ng's focus: the largest of avoidable bias, variance and data mismatch, what to work on first; or why the
     decomposition names none."""
-    from dlrun.report.diagnosis import FOCUS_ADVICE
+    from dlrun.report.diagnosis import focus_advice
 
     focus = decomposition.get("focus")
     intervals = decomposition.get("intervals") or {}
@@ -289,8 +289,7 @@ def _focus_sentence(decomposition: dict, percent: bool) -> str:
         amount = f" (at least {_value(bias_range[0], percent)}, the largest"
     else:
         amount = f" ({_with_interval(decomposition.get(focus), intervals.get(focus), percent)}, the largest"
-    return (f"Work first on {_label(focus)}{amount} of Ng's error terms): "
-            f"{FOCUS_ADVICE.get(focus, 'see the decomposition below')}.")
+    return f"Work first on {_label(focus)}{amount} of Ng's error terms): {focus_advice(focus, fired)}."
 
 
 def _first_action(findings: dict) -> tuple[str, dict] | None:
@@ -317,7 +316,9 @@ def _context(report: dict) -> dict:
         "run": report["run"], "schema_version": report["schema_version"],
         "command": " ".join([report["run"].get("launch", "dlrun")] + [shlex.quote(o) for o in report["run"]["overrides"]]),
         "unit": "error" if percent else "RMSE",
-        "glance": {"verdict": _verdict_sentence(findings), "focus": _focus_sentence(decomposition, percent),
+        "glance": {"verdict": _verdict_sentence(findings), "focus": _focus_sentence(decomposition, percent,
+                                                            {name for name, f in findings.items()
+                                                             if f["detected"] and f["actions"]}),
                    "first": None if first is None else {"finding": _label(first[0]), **first[1]}},
         "fired": fired, "quiet": [_label(name) for name, f in findings.items() if not f["detected"]],
         "notes": [n for n in notes if n not in focus_notes], "focus_notes": focus_notes,

@@ -8,7 +8,7 @@ import pytest
 from dlrun.config import ReportConfig
 from dlrun.engine.loop import Evaluation, History, SplitEvaluation
 from dlrun.report import diagnose, next_command
-from dlrun.report.diagnosis import decompose
+from dlrun.report.diagnosis import FOCUS_ADVICE, decompose
 
 K = 4
 
@@ -419,6 +419,20 @@ def test_when_both_fire_the_overfitting_actions_that_raise_the_training_error_wa
         in d.distribution_shift.evidence[-1]
     alone = _diagnose(_evaluation(train=0.0, val=0.15))  # overfitting alone keeps all its actions
     assert alone.overfitting.actions[0].text.startswith("more regularisation") and len(alone.overfitting.actions) == 4
+
+
+def test_the_focus_points_at_its_findings_next_runs_when_that_fired():
+    from dlrun.report.render import _focus_sentence
+
+    # Ng's generic "a bigger model" beside a finding that dropped it would contradict: the focus defers to it
+    d = _diagnose(_evaluation(train=0.0, val=0.15))
+    assert d.decomposition["focus"] == "variance" and d.overfitting.detected
+    assert "work on it first (Ng): the overfitting finding's next runs" in d.notes[0]
+    assert _focus_sentence(d.decomposition, True, {"overfitting"}).endswith(": the overfitting finding's next runs.")
+    quiet = _diagnose(_evaluation(), target_error=0.0)  # no finding fired: Ng's own advice
+    assert quiet.decomposition["focus"] and "finding's next runs" not in quiet.notes[0]
+    assert _focus_sentence(quiet.decomposition, True, set()).endswith(
+        FOCUS_ADVICE[quiet.decomposition["focus"]] + ".")
 
 
 def test_next_command_replaces_keys_and_quotes_for_the_shell():
