@@ -514,7 +514,7 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
         bias = f"avoidable bias {low}" if low == high else f"avoidable bias between {low} and {high}"
         what = "what a linear model reaches" if reference_name.startswith("a linear") else "the reference"
         why = (f"the best achievable error lies between 0 and about {_pct(decomposition.get('achievable'), task)}"
-               f" ({what}): set report.target_error to your estimate")
+               f" ({what})")
     else:
         bias = "avoidable bias n/a"
     listed = f"{bias}, {listed}" if listed else bias
@@ -529,7 +529,7 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
                 + (f"; {why}" if why and focus == "avoidable_bias" else ""))
     if decomposition.get("focus_undetermined"):
         return (f"focus: none named ({listed}): the decomposition cannot tell whether the avoidable bias is the "
-                f"largest term, or above 0 at all: {why}")
+                f"largest term, or above 0 at all: {why}: set report.target_error to your estimate")
     return f"focus: none named ({listed}): no term is above 0, nothing these splits can see to work on"
 
 
