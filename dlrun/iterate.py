@@ -5,9 +5,11 @@
 Each step is a normal `dlrun` run in its own folder (ITERATE_DIR/step_N). After a step the loop reads its report.json
 and picks the next change from the report itself: the actions of the finding that Ng's `focus` names first (avoidable
 bias -> underfitting, variance -> overfitting, data mismatch), then those of the other findings, in the report's
-order. A step whose validation error is not lower than the best so far is reverted: the next step starts again from
-the best configuration with that configuration's next-ranked action. The loop stops when no verdict fires on the best
-configuration, when no untried action is left, or when `iterate.budget` runs have been made.
+order, and last a linear model when the report found one doing better on the same validation samples (a note when
+no verdict fired). A step whose validation error is not lower than the best so far is reverted: the next step starts
+again from the best configuration with that configuration's next-ranked action. The loop stops when the report of
+the best configuration suggests no run (no verdict fires, no linear model does better), when no untried action is
+left, or when `iterate.budget` runs have been made.
 
 Only training and validation figures decide: the distribution-shift verdict and the test error come from the test
 split, which is evaluated in every run and written down, but never used to choose. Each step is compared with the
@@ -127,6 +129,10 @@ def candidates(report: dict) -> list[tuple[str, str, list[str]]]:
         finding = report["diagnosis"].get(name, {})
         if finding.get("detected"):
             out += [(name, a["text"], overrides_of(a["command"])) for a in finding.get("actions", []) if a["command"]]
+    # a linear model that does better on the same validation samples (a note when no finding fired), last
+    action = ((report.get("evidence") or {}).get("versus_linear") or {}).get("action")
+    if action and action.get("command") and overrides_of(action["command"]) not in [c[2] for c in out]:
+        out.append(("versus_linear", action["text"], overrides_of(action["command"])))
     return out
 
 
@@ -200,7 +206,8 @@ def loop(settings: dict, launch: list[str], overrides: list[str], folder: Path, 
         if best_report is None:
             stop = f"the first run did not finish (exit status {status}): see {folder}/step_0.log"
             break
-        if not any(name in ACTIONABLE.values() for name in _fired(best_report)):
+        if not any(name in ACTIONABLE.values() for name in _fired(best_report)) and \
+                not ((best_report.get("evidence") or {}).get("versus_linear") or {}).get("action"):
             stop = "no verdict fires on the best configuration"
             break
         nxt = next(((name, text, o) for name, text, o in candidates(best_report)

@@ -96,6 +96,30 @@ def test_a_step_that_makes_validation_worse_is_reverted_and_the_next_ranked_acti
     assert result["steps"][2]["parent"] == 0 and result["stopped"] == "no verdict fires on the best configuration"
 
 
+def test_a_linear_model_that_does_better_is_tried_when_no_verdict_fires(tmp_path, monkeypatch):
+    import dlrun.iterate as iterate
+
+    def report(val, linear_action):
+        versus = {"fires": True, "action": {"text": "a linear model", "command": "dlrun x=1 'model.hidden=[]'"}} \
+            if linear_action else {"fires": True}  # a linear network: nothing more to suggest
+        return {"metrics": {"train": {"error": val}, "val": {"error": val}, "test": {"error": val}},
+                "decomposition": {"focus": None}, "evidence": {"versus_linear": versus},
+                "diagnosis": {"underfitting": {"detected": False, "severity": "none", "actions": []}}}
+
+    outcomes = {("x=1",): report(12.5, True), ("x=1", "model.hidden=[]"): report(10.6, False)}
+    seen = []
+
+    def fake_step(index, overrides, launch, folder):
+        seen.append(list(overrides))
+        return 0, outcomes[tuple(overrides)]
+
+    monkeypatch.setattr(iterate, "run_step", fake_step)
+    result = iterate.loop({"budget": 5, "dir": None}, [], ["x=1"], tmp_path, say=lambda *_: None)
+    assert seen == [["x=1"], ["x=1", "model.hidden=[]"]] and result["best_step"] == 1
+    assert result["steps"][1]["reason"] == "versus_linear: a linear model"
+    assert result["stopped"] == "no verdict fires on the best configuration"
+
+
 def test_each_step_is_compared_with_the_best_before_it_on_the_same_validation_samples(tmp_path, monkeypatch):
     import dlrun.iterate as iterate
 

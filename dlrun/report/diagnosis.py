@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -470,6 +470,7 @@ def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding,
         return  # the network is a linear model already: the gap is its training (the findings say how)
     action = Action("a linear model (an MLP without hidden layers), which does better on this data",
                     next_command(overrides, change))
+    versus["action"] = asdict(action)  # dlrun-iterate reads it when no finding fired (then only the note says it)
     finding = under if under.detected else over if over.detected else None
     if finding is not None:
         finding.evidence.append(text)

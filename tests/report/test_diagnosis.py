@@ -357,6 +357,7 @@ def test_a_linear_model_that_does_better_on_the_same_validation_samples_is_said_
     assert d.versus_linear["fires"] and d.versus_linear["interval"][0] > 0.05
     note = next(n for n in d.notes if n.startswith("a linear model does better"))
     assert "exceeds the tolerance 5.0%" in note and "'model.hidden=[]'" in note
+    assert d.versus_linear["action"]["command"].endswith("'model.hidden=[]'")  # for dlrun-iterate
     # overfitting fired: the comparison is its evidence and a linear model one of its next runs, not a note
     evaluation = _evaluation(train=0.0, val=0.15)
     d = _diagnose(evaluation, baselines={**perfect, "simple_val_pred": evaluation.splits["val"].y_true.copy()})
@@ -380,6 +381,7 @@ def test_a_linear_model_that_does_better_on_the_same_validation_samples_is_said_
     linear = diagnose(_history(), _evaluation(train=0.07, val=0.10), ReportConfig(), [],
                       {**SETTINGS, "model": {"family": "mlp", "hidden": []}}, baselines=perfect, class_names=CLASSES)
     assert linear.versus_linear["fires"] and not any("linear model does better" in n for n in linear.notes)
+    assert "action" not in linear.versus_linear
 
 
 def test_the_learning_rate_is_moved_one_way_and_one_epoch_is_no_curve():
