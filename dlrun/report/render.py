@@ -340,6 +340,9 @@ def _health_note(report: dict) -> str:
     underfitting = report["diagnosis"].get("underfitting", {})
     if not report.get("health") or underfitting.get("detected") or report["run"].get("stop_reason") == "diverged":
         return ""
+    if ((report.get("evidence") or {}).get("versus_linear") or {}).get("fires"):
+        return ("No underfitting verdict, but a linear model does better on the same validation samples (see the "
+                "notes): these symptoms may be part of why; they are the first causes to look at.")
     return ("No underfitting verdict (the training error is not confirmed above its reference): these symptoms limit "
             "nothing measurable in this run; they are the first causes to look at if it underfits.")
 

@@ -164,8 +164,12 @@ def test_a_rebuilt_report_keeps_the_health_findings_and_says_what_they_weigh(tmp
     # beside an underfitting verdict the findings are its causes; without one they limit nothing, and the report
     # says so rather than present dead units in a run that fits its data as a problem
     assert first["diagnosis"]["underfitting"]["detected"] and _health_note(first) == ""
-    fits = {**first, "diagnosis": {**first["diagnosis"], "underfitting": {"detected": False}}}
+    fits = {**first, "diagnosis": {**first["diagnosis"], "underfitting": {"detected": False}},
+            "evidence": {**first["evidence"], "versus_linear": {"fires": False}}}
     assert _health_note(fits).startswith("No underfitting verdict (the training error is not confirmed above")
+    # unless a linear model does measurably better on validation: then "nothing measurable" would be wrong
+    beaten = {**fits, "evidence": {**fits["evidence"], "versus_linear": {"fires": True}}}
+    assert _health_note(beaten).startswith("No underfitting verdict, but a linear model does better")
 
 
 def test_under_torch_compile_the_probe_reads_gradients_without_hooking_the_activations():
