@@ -334,6 +334,7 @@ def _wait_for_the_training_error(finding: Finding) -> None:
                             + " would raise it, so " + ("they wait" if len(waiting) > 1 else "it waits")
                             + " until it is fixed")
 
+
 FOCUS_FINDING = {"avoidable_bias": "underfitting", "variance": "overfitting", "data_mismatch": "data_mismatch"}
 
 
@@ -445,29 +446,34 @@ def _versus_linear(evaluation: Any, baselines: dict, tol: float, alpha: float, s
         return None  # a diverged network: the underfitting finding says so
     paired = stats.paired_error_difference(evaluation.task, val.y_true, np.asarray(linear), pred,
                                            confidence=1 - 2 * alpha)
-    tol_units = _tolerance_in_units(tol, evaluation.task, scale)
-    low = paired["interval"][0]
-    return {"linear_val_error": baselines.get("simple_val_error"), "val_error": val.error,
-            "difference": paired["difference"], "interval": paired["interval"], "level": alpha, "n": paired["n"],
-            "fires": bool(math.isfinite(low) and low > tol_units)}
+    versus = {"linear_val_error": baselines.get("simple_val_error"), "val_error": val.error,
+              "difference": paired["difference"], "interval": paired["interval"], "level": alpha, "n": paired["n"]}
+    versus["fires"] = _linear_gap(versus, evaluation.task, scale).passes(tol)
+    return versus
+
+
+def _linear_gap(versus: dict, task: str, scale: float) -> Gap:
+    """The network-minus-linear difference as a Gap in the gate's units (regression: of the targets' std)."""
+    unit = 1.0 if task == "classification" else scale
+    low, high = versus["interval"]
+    return Gap("linear", "val", versus["difference"] / unit, low / unit, high / unit, versus["level"])
 
 
 def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding, task: str, tol: float, scale: float,
                                     overrides: list[str], settings: dict, notes: list[str]) -> None:
     """Evidence for the finding that fired (underfitting first: it is about training at all), or a note when none
     did; with a linear model as the next run (an MLP without hidden layers)."""
-    low, high = versus["interval"]
-    unit = 1.0 if task == "classification" else scale
-    gap = Gap("linear", "val", versus["difference"] / unit, low / unit, high / unit, versus["level"])
-    text = (f"a linear model does better on the same validation samples: {_pct(versus['linear_val_error'], task)} vs "
-            f"the network's {_pct(versus['val_error'], task)} (paired, interval of the difference "
-            f"[{_pct(low, task)}, {_pct(high, task)}]): " + _gap_words(gap, task, tol, unit))
     if under.stats.get("no_signal"):
         return  # a linear model at chance cannot do better by the tolerance; if it ever did, "no relation" would be wrong
     model = settings.get("model", {})
-    change = {"model.hidden": []} if model.get("family") == "mlp" else {"model": "mlp", "model.hidden": []}
     if model.get("family") == "mlp" and list(model.get("hidden", [])) == []:
         return  # the network is a linear model already: the gap is its training (the findings say how)
+    low, high = versus["interval"]
+    text = (f"a linear model does better on the same validation samples: {_pct(versus['linear_val_error'], task)} vs "
+            f"the network's {_pct(versus['val_error'], task)} (paired, interval of the difference "
+            f"[{_pct(low, task)}, {_pct(high, task)}]): "
+            + _gap_words(_linear_gap(versus, task, scale), task, tol, 1.0 if task == "classification" else scale))
+    change = {"model.hidden": []} if model.get("family") == "mlp" else {"model": "mlp", "model.hidden": []}
     action = Action("a linear model (an MLP without hidden layers), which does better on this data",
                     next_command(overrides, change))
     versus["action"] = asdict(action)  # dlrun-iterate reads it when no finding fired (then only the note says it)
