@@ -11,6 +11,7 @@ import sys
 from typing import Any, Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -55,6 +56,8 @@ class TerminalUI:
             self.progress = None
 
     def summary(self, report: dict) -> None:
+        from dlrun.report.render import first_action
+
         out = Console()  # the summary goes to stdout; piped output gets a wider page than rich's default 80
         if not out.is_terminal:
             out = Console(width=120)
@@ -74,17 +77,16 @@ class TerminalUI:
                           f"[{_fmt(interval[0], 3)}, {_fmt(interval[1], 3)}]" if interval[0] is not None else "-")
         out.print(table)
         lines = []
-        top_action = None
         for name, finding in report["diagnosis"].items():
             style = SEVERITY_STYLE.get(finding["severity"], "")
             verdict = finding["severity"] if finding["detected"] else "no"
             lines.append(f"[{style}]{name.replace('_', ' '):<20} {verdict}[/]")
             if finding["detected"] and finding["evidence"]:
-                lines.append(f"   {finding['evidence'][0]}")
-            if finding["detected"] and finding["actions"] and top_action is None:
-                top_action = finding["actions"][0]
+                lines.append(f"   {escape(finding['evidence'][0])}")
+        top_action = first_action(report)  # the report's "First command"
         if top_action:
-            lines.append(f"\n[bold]next:[/] {top_action['text']} (the command is below)")
+            lines.append(f"\n[bold]next:[/] {escape(top_action['lead'])}: {escape(top_action['text'])} "
+                         "(the command is below)")
         out.print(Panel("\n".join(lines), title="diagnosis", expand=False))
         # below the panel, whole and unwrapped: a command wrapped inside the border copies as broken pieces
         if top_action:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Optional
 
 from dlrun.errors import DlrunError
-from dlrun.report.diagnosis import FOCUS_FINDING
+from dlrun.report.diagnosis import FOCUS_FINDING, note_actions
 
 USAGE = __doc__.split("\n\n")[1]
 DEFAULTS = {"budget": 6, "dir": None}
@@ -129,16 +129,14 @@ def candidates(report: dict) -> list[tuple[str, str, list[str]]]:
         finding = report["diagnosis"].get(name, {})
         if finding.get("detected"):
             out += [(name, a["text"], overrides_of(a["command"])) for a in finding.get("actions", []) if a["command"]]
-    # a linear model that does better on the same validation samples (a note when no finding fired), last
-    action = _linear_action(report)
-    if action and action.get("command") and overrides_of(action["command"]) not in [c[2] for c in out]:
-        out.append(("versus_linear", action["text"], overrides_of(action["command"])))
+    # the notes' suggestions (a linear model that does better on the same validation samples; more epochs for a
+    # validation loss still falling at max_epochs), last
+    for name, action in note_actions(report):
+        if action.get("command") and overrides_of(action["command"]) not in [c[2] for c in out]:
+            out.append((name, action["text"], overrides_of(action["command"])))
     return out
 
 
-def _linear_action(report: dict) -> Optional[dict]:
-    """The report's suggestion of a linear model that does better on validation ({text, command}), if any."""
-    return ((report.get("evidence") or {}).get("versus_linear") or {}).get("action")
 
 
 def run_step(index: int, overrides: list[str], launch: list[str], folder: Path) -> tuple[int, Optional[dict]]:
@@ -211,7 +209,7 @@ def loop(settings: dict, launch: list[str], overrides: list[str], folder: Path, 
         if best_report is None:
             stop = f"the first run did not finish (exit status {status}): see {folder}/step_0.log"
             break
-        if not any(name in ACTIONABLE.values() for name in _fired(best_report)) and not _linear_action(best_report):
+        if not any(name in ACTIONABLE.values() for name in _fired(best_report)) and not note_actions(best_report):
             stop = "no verdict fires on the best configuration"
             break
         nxt = next(((name, text, o) for name, text, o in candidates(best_report)

@@ -96,17 +96,21 @@ def test_a_step_that_makes_validation_worse_is_reverted_and_the_next_ranked_acti
     assert result["steps"][2]["parent"] == 0 and result["stopped"] == "no verdict fires on the best configuration"
 
 
-def test_a_linear_model_that_does_better_is_tried_when_no_verdict_fires(tmp_path, monkeypatch):
+def test_the_notes_suggestions_are_tried_when_no_verdict_fires(tmp_path, monkeypatch):
+    """A linear model that does better on validation, then more epochs for a validation loss still falling."""
     import dlrun.iterate as iterate
 
-    def report(val, linear_action):
+    def report(val, linear_action, longer=None):
         versus = {"fires": True, "action": {"text": "a linear model", "command": "dlrun x=1 'model.hidden=[]'"}} \
             if linear_action else {"fires": True}  # a linear network: nothing more to suggest
+        still = {"action": {"text": "train longer", "command": f"dlrun {longer}"}} if longer else None
         return {"metrics": {"train": {"error": val}, "val": {"error": val}, "test": {"error": val}},
-                "decomposition": {"focus": None}, "evidence": {"versus_linear": versus},
+                "decomposition": {"focus": None}, "evidence": {"versus_linear": versus, "still_improving": still},
                 "diagnosis": {"underfitting": {"detected": False, "severity": "none", "actions": []}}}
 
-    outcomes = {("x=1",): report(12.5, True), ("x=1", "model.hidden=[]"): report(10.6, False)}
+    outcomes = {("x=1",): report(12.5, True),
+                ("x=1", "model.hidden=[]"): report(10.6, False, "x=1 'model.hidden=[]' trainer.max_epochs=100"),
+                ("x=1", "model.hidden=[]", "trainer.max_epochs=100"): report(0.3, False)}
     seen = []
 
     def fake_step(index, overrides, launch, folder):
@@ -115,8 +119,10 @@ def test_a_linear_model_that_does_better_is_tried_when_no_verdict_fires(tmp_path
 
     monkeypatch.setattr(iterate, "run_step", fake_step)
     result = iterate.loop({"budget": 5, "dir": None}, [], ["x=1"], tmp_path, say=lambda *_: None)
-    assert seen == [["x=1"], ["x=1", "model.hidden=[]"]] and result["best_step"] == 1
-    assert result["steps"][1]["reason"] == "versus_linear: a linear model"
+    assert seen == [["x=1"], ["x=1", "model.hidden=[]"], ["x=1", "model.hidden=[]", "trainer.max_epochs=100"]]
+    assert result["best_step"] == 2
+    assert [s["reason"] for s in result["steps"][1:]] == ["versus_linear: a linear model",
+                                                         "still_improving: train longer"]
     assert result["stopped"] == "no verdict fires on the best configuration"
 
 

@@ -60,6 +60,7 @@ class Diagnosis:
     data_mismatch: Finding = field(default_factory=Finding)  # validation worse than train-dev (needs train_dev)
     health: list[dict] = field(default_factory=list)  # training-health findings (report/health.py), most telling first
     versus_linear: Optional[dict] = None  # the network against a linear model on the same validation samples
+    still_improving: Optional[dict] = None  # max_epochs ended a run whose validation loss was still falling
 
     def findings(self) -> dict[str, Finding]:
         return {"underfitting": self.underfitting, "overfitting": self.overfitting,
@@ -420,6 +421,7 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
             _wait_for_the_training_error(finding)
     if history.stop_reason == "interrupted":
         notes.append("the run was interrupted: the figures describe a partial training")
+    still = _still_improving(history, curves, settings, overrides, [under, over, mismatch, shift], notes)
     fired = {name for name, f in {"underfitting": under, "overfitting": over, "data_mismatch": mismatch}.items()
              if f.detected and f.actions}
     notes.insert(0, focus_note(decomposition, ref.name, task, shift.detected, fired))
@@ -430,7 +432,35 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
                      health=[{"name": h.name, "evidence": h.evidence,
                               "actions": [{"text": t, "command": next_command(overrides, c)}
                                           for t, c in zip(h.texts, h.changes)]} for h in found],
-                     versus_linear=versus)
+                     versus_linear=versus, still_improving=still)
+
+
+NOTE_ACTIONS = ("versus_linear", "still_improving")  # report.json evidence entries that may carry an action
+
+
+def note_actions(report: dict) -> list[tuple[str, dict]]:
+    """A report.json's suggestions outside the findings (its notes' commands), as (evidence entry, {text, command}),
+    in NOTE_ACTIONS order: a linear model that does better on validation (measured) before more epochs (a trend)."""
+    evidence = report.get("evidence") or {}
+    return [(name, (evidence.get(name) or {})["action"]) for name in NOTE_ACTIONS
+            if (evidence.get(name) or {}).get("action")]
+
+
+def _still_improving(history: Any, curves: dict, settings: dict, overrides: list[str], findings: list[Finding],
+                     notes: list[str]) -> Optional[dict]:
+    """trainer.max_epochs ended the run while its validation loss was still falling (stats.curve_trend: a
+    significant drop over the last epochs): a note with the longer run, unless a finding already suggests it.
+    {epochs_run, val_trend, action {text, command}} for report.json (dlrun-iterate tries it when nothing fired)."""
+    if history.stop_reason != "max_epochs" or curves.get("val_trend") != "falling":
+        return None
+    epochs = _get(settings, "trainer.max_epochs", history.epochs_run)
+    action = Action("train longer", next_command(overrides, {"trainer.max_epochs": 2 * epochs}))
+    if any(a.command == action.command for f in findings for a in f.actions):
+        return None  # a finding says it already, with its reasons
+    notes.append(f"the validation loss was still falling when trainer.max_epochs={epochs} ended the run (a linear fit "
+                 f"over the last epochs drops by more than {100 * stats.FALLING_REL_DROP:g}% of its level, one-sided "
+                 f"p < {stats.FALLING_P_VALUE:g}): more epochs may lower the held-out errors: {action.command}")
+    return {"epochs_run": history.epochs_run, "val_trend": curves["val_trend"], "action": asdict(action)}
 
 
 def _versus_linear(evaluation: Any, baselines: dict, tol: float, alpha: float, scale: float) -> Optional[dict]:

@@ -65,7 +65,8 @@ def build_report(run_info: dict, evaluation: Any, diagnosis: Any, baselines: dic
         "notes": diagnosis.notes,
         "health": getattr(diagnosis, "health", []),  # training-health findings (report/health.py)
         "evidence": {"shift_tests": diagnosis.shift_tests, "curves": diagnosis.curves,
-                     "per_class": per_class, "versus_linear": getattr(diagnosis, "versus_linear", None)},
+                     "per_class": per_class, "versus_linear": getattr(diagnosis, "versus_linear", None),
+                     "still_improving": getattr(diagnosis, "still_improving", None)},
     }
 
 
@@ -292,9 +293,17 @@ def _focus_sentence(decomposition: dict, percent: bool, fired: set[str] = frozen
     return f"Work first on {_label(focus)}{amount} of Ng's error terms): {focus_advice(focus, fired)}."
 
 
-def _first_action(findings: dict) -> tuple[str, dict] | None:
-    """The first action of the first finding that fired with one: the command to run first."""
-    return next(((name, f["actions"][0]) for name, f in findings.items() if f["detected"] and f["actions"]), None)
+def first_action(report: dict) -> dict | None:
+    """The command to run first: the first action of the first finding that fired with one, else the first command a
+    note suggests ({lead, text, command})."""
+    from dlrun.report.diagnosis import note_actions
+
+    fired = next(((name, f["actions"][0]) for name, f in report["diagnosis"].items() if f["detected"] and f["actions"]),
+                 None)
+    if fired is not None:
+        return {"lead": f"For the {_label(fired[0])}", **fired[1]}
+    noted = note_actions(report)
+    return {"lead": "No finding fired; a note suggests", **noted[0][1]} if noted else None
 
 
 def _context(report: dict) -> dict:
@@ -309,7 +318,7 @@ def _context(report: dict) -> dict:
             raw_statistics += raw
             fired.append({"name": _label(name), "severity": f["severity"], "actions": f["actions"],
                           "headline": _headline(name, f, metrics, percent), "evidence": readable})
-    first = _first_action(findings)
+    first = first_action(report)
     notes = report.get("notes", [])
     focus_notes = [n for n in notes if n.startswith("focus:")]  # the decomposition's own words: beside its table
     return {
@@ -319,7 +328,7 @@ def _context(report: dict) -> dict:
         "glance": {"verdict": _verdict_sentence(findings), "focus": _focus_sentence(decomposition, percent,
                                                             {name for name, f in findings.items()
                                                              if f["detected"] and f["actions"]}),
-                   "first": None if first is None else {"finding": _label(first[0]), **first[1]}},
+                   "first": first},
         "fired": fired, "quiet": [_label(name) for name, f in findings.items() if not f["detected"]],
         "notes": [n for n in notes if n not in focus_notes], "focus_notes": focus_notes,
         "decomposition": _decomposition_rows(decomposition, percent),

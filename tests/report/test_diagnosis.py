@@ -404,6 +404,23 @@ def test_the_learning_rate_is_moved_one_way_and_one_epoch_is_no_curve():
     assert not any("optim.lr" in a.command for a in d.underfitting.actions)
 
 
+def test_a_validation_loss_still_falling_at_max_epochs_is_a_note_with_the_longer_run():
+    d = _diagnose(_evaluation(), history=_history(stop="max_epochs"))  # healthy, falling to the last epoch
+    assert not any(f.detected for f in d.findings().values())
+    note = next(n for n in d.notes if n.startswith("the validation loss was still falling"))
+    assert note.endswith("dlrun 'model.hidden=[64]' trainer.max_epochs=40")
+    assert d.still_improving["action"] == {"text": "train longer", "command": note.split(": ")[-1]}
+    # early stopping ended it, or the curve had flattened: nothing to say
+    converged = _history(val_loss=list(np.linspace(1.0, 0.1, 10)) + [0.1] * 10, stop="max_epochs")
+    for history in (_history(stop="patience"), converged):
+        d = _diagnose(_evaluation(), history=history)
+        assert d.still_improving is None and not any("still falling" in n for n in d.notes)
+    # an underfitting finding that already says "train longer" (its training loss still falls) says it once
+    d = _diagnose(_evaluation(train=0.3, val=0.32), history=_history(stop="max_epochs"))
+    assert d.underfitting.detected and d.underfitting.actions[0].command.endswith("trainer.max_epochs=40")
+    assert d.still_improving is None and not any("still falling" in n for n in d.notes)
+
+
 def test_when_both_fire_the_overfitting_actions_that_raise_the_training_error_wait():
     settings = {**SETTINGS, "reg": {"dropout": 0.3, "weight_decay": 1e-3, "l1": 0.0}}
     d = diagnose(_history(), _evaluation(train=0.3, val=0.45), ReportConfig(), ["reg.dropout=0.3"], settings,

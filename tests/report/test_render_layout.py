@@ -135,3 +135,25 @@ def test_the_terminal_prints_the_first_command_whole_below_the_panel(capsys):
     assert command in lines  # one line, nothing added, nothing cut
     panel = [line for line in lines if "│" in line]
     assert panel and not any("model.hidden" in line for line in panel)
+
+
+def test_without_a_finding_the_first_command_is_a_notes_suggestion(capsys):
+    """No finding fired, but a note suggests a run (here: more epochs for a validation loss still falling): the
+    report's first command and the terminal's "next" are that run, not "none to run"."""
+    from dlrun.report.render import first_action
+
+    longer = {"text": "train longer", "command": "dlrun trainer.max_epochs=100"}
+    report = {
+        "run": {"model": "mlp", "dataset": "digits", "epochs_run": 50, "best_epoch": 50, "stop_reason": "max_epochs",
+                "task": "classification"},
+        "metrics": {"val": {"n": 360, "loss": 0.5, "error": 0.1, "error_interval": [0.07, 0.14]}},
+        "diagnosis": {"underfitting": {"detected": False, "severity": "none", "evidence": [], "actions": []}},
+        "evidence": {"versus_linear": {"fires": False}, "still_improving": {"action": longer}},
+        "files": {"markdown": "/tmp/run/report.md"},
+    }
+    assert first_action(report) == {"lead": "No finding fired; a note suggests", **longer}
+    TerminalUI("false").summary(report)
+    out = capsys.readouterr().out
+    assert "next: No finding fired; a note suggests: train longer" in out and longer["command"] in out.splitlines()
+    report["evidence"]["still_improving"] = None
+    assert first_action(report) is None
