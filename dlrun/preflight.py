@@ -86,9 +86,14 @@ def _check_points(points: list[list[str]], conf_dir: str, line: CommandLine) -> 
         is_choice = [_is_choice(item, groups) for item in point]
         choice = tuple(item for item, chosen in zip(point, is_choice) if chosen)
         values = [item for item, chosen in zip(point, is_choice) if not chosen]
-        if choice not in bases:
-            bases[choice] = compose_checked(list(choice), conf_dir, line)
+        if choice not in bases:  # unchecked: a key the option requires (dataset.path) may come with the point's values
+            try:
+                bases[choice] = compose_checked(list(choice), conf_dir, line, check=False)
+            except DlrunError:
+                bases[choice] = None
         try:
+            if bases[choice] is None:
+                raise LookupError(choice)
             cfg = copy.deepcopy(bases[choice])
             ConfigLoaderImpl._apply_overrides_to_config(_parse(values), cfg)
             _check_added_keys(cfg)
@@ -113,8 +118,10 @@ def _is_choice(item: str, groups: set[str]) -> bool:
     return key in groups or key.startswith("hydra")
 
 
-def compose_checked(overrides: list[str], conf_dir: str, line: Optional[CommandLine] = None) -> Any:
-    """compose() + the schema check of added keys + validate(), every failure as one DlrunError line."""
+def compose_checked(overrides: list[str], conf_dir: str, line: Optional[CommandLine] = None,
+                    check: bool = True) -> Any:
+    """compose() + the schema check of added keys + validate(), every failure as one DlrunError line (check=False:
+    compose only, for a base that values are applied to later)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -135,6 +142,8 @@ def compose_checked(overrides: list[str], conf_dir: str, line: Optional[CommandL
             raise
         raise DlrunError(f"{key} sets the {key.split('.')[1]} logger, which logger={chosen} does not select: add it "
                          "to the list, e.g. logger=[tensorboard,mlflow]") from None
+    if not check:
+        return cfg
     _check_added_keys(cfg)
     _check_missing_values(cfg)
     validate(cfg)

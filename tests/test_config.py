@@ -146,6 +146,15 @@ def test_preflight_accepts_good_overrides_and_hydra_flags():
     assert check_command_line(["-m", "reg.dropout=0,0.5", "model.hidden=[8]"], str(CONF_DIR)) is None
 
 
+def test_a_sweep_over_an_option_with_required_keys_takes_them_from_the_command_line(tmp_path):
+    """dataset=tabular requires dataset.path: a sweep point supplies it with its values, after the group choice."""
+    for argv in (["-m", "dataset=tabular", f"dataset.path={tmp_path}/t.csv", "dataset.target=y", "reg.dropout=0,0.5"],
+                 ["-m", "dataset=image_folder", f"dataset.root={tmp_path}", "reg.dropout=0,0.5"]):
+        assert check_command_line(argv, str(CONF_DIR)) is None
+    with pytest.raises(DlrunError, match="dataset.path, dataset.target are required here and not set"):
+        check_command_line(["-m", "dataset=tabular", "reg.dropout=0,0.5"], str(CONF_DIR))
+
+
 @pytest.mark.parametrize("argv,message", [
     (["+reg.droput=0.5"], "unknown key (added with +) 'reg.droput'. Did you mean reg.dropout?"),
     (["++reg.droput=0.5"], "unknown key (added with +) 'reg.droput'. Did you mean reg.dropout?"),
@@ -157,6 +166,7 @@ def test_preflight_accepts_good_overrides_and_hydra_flags():
     (["reg.dropout=0,0.5"], "reg.dropout=0,0.5 is a sweep: add -m"),
     (["reg.dropout=[1"], "cannot read the override 'reg.dropout=[1'"),
     (["hydra/launcher=nope"], "hydra/launcher='nope' is not an option, expected one of basic"),
+    (["-m", "dataset=nope", "reg.dropout=0,0.5"], "dataset='nope' is not an option, expected one of"),
 ])
 def test_every_composed_key_and_every_sweep_point_is_checked(argv, message):
     with pytest.raises(DlrunError) as err:
