@@ -29,9 +29,30 @@ register_configs()
 
 def _fail(message: str, code: int = 2) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]dlrun error:[/] {message}", markup=True)
+    # escaped: a message quotes the user's text, and logger=[tensorboard,mlflow] is not markup
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]dlrun error:[/] {escape(message)}")
     sys.exit(code)
+
+
+def _terminate(signum: int, frame) -> None:
+    raise KeyboardInterrupt(signum)
+
+
+def _stop_at_once(err: KeyboardInterrupt, run_dir: Path | None) -> None:
+    """A signal dlrun did not get to answer (before training, or a second one): say what it leaves on disk, and exit
+    with 128 + its number."""
+    import signal
+
+    signum = err.args[0] if err.args and isinstance(err.args[0], int) else signal.SIGINT
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    last = run_dir / "checkpoints" / "last.pt" if run_dir is not None else None
+    if last is not None and last.is_file():
+        _fail(f"stopped at once by {name}: the last checkpoint written ({last}) is intact; resume from it with "
+              f"trainer.resume={run_dir}", code=128 + signum)
+    _fail(f"stopped at once by {name} before any checkpoint was written: nothing to resume; run the command again",
+          code=128 + signum)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
@@ -70,15 +91,15 @@ def app(cfg: DictConfig) -> float | None:
 
         logging.getLogger(__name__).error("job failed:\n%s", traceback.format_exc())
         return _job_failed(hc, f"{type(err).__name__}: {err}", 1, "exception")
-    except KeyboardInterrupt:  # a second Ctrl-C: stop now; every file on disk is whole (atomic writes)
-        _fail("stopped at once by a second Ctrl-C: the last checkpoint written is intact; resume from it with "
-              "trainer.resume=RUN_DIR", code=130)
+    except KeyboardInterrupt as err:  # before training, or a second Ctrl-C: stop now; every file on disk is whole
+        _stop_at_once(err, Path(hc.runtime.output_dir))
         return None
     if result.skipped:
         from rich.console import Console
 
         Console(stderr=True, highlight=False, soft_wrap=True).print(
-            f"dlrun: {result.run_dir} already holds a finished run (trainer.resume=auto): not trained again")
+            f"dlrun: {result.run_dir} already holds a finished run (trainer.resume=auto): not trained again",
+            markup=False)
     if result.signal:
         _hand_on(result.signal)
         sys.exit(result.exit_code)
@@ -99,7 +120,7 @@ def _explain_exit(report: dict, code: int, fail_on: list[str]) -> None:
         fired = [f"{name} ({report['diagnosis'][name]['severity']})" for name in fail_on
                  if report["diagnosis"].get(name, {}).get("detected")]
         why = f"report.fail_on: {', '.join(fired)} fired"
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"dlrun: exit {code}: {why}")
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"dlrun: exit {code}: {why}", markup=False)
 
 
 def _hand_on(signum: int) -> None:
@@ -109,7 +130,7 @@ def _hand_on(signum: int) -> None:
     import signal
 
     handler = signal.getsignal(signum)
-    if callable(handler) and handler not in (signal.default_int_handler,):
+    if callable(handler) and handler not in (signal.default_int_handler, _terminate):
         handler(signum, None)
 
 
@@ -135,8 +156,10 @@ def _job_failed(hc, error: str, exit_status: int, kind: str) -> float:
     record_failure(Path(hc.runtime.output_dir), list(hc.overrides.task), error, exit_status, kind)
     from rich.console import Console
 
+    from rich.markup import escape
+
     Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"[bold red]dlrun error in job {hc.job.num}:[/] {error}", markup=True)
+        f"[bold red]dlrun error in job {hc.job.num}:[/] {escape(error)}")
     return float("inf")  # the worst value for a sweeper that minimises the objective
 
 
@@ -208,14 +231,20 @@ def main() -> None:
         except BrokenPipeError:  # dlrun --help | head: the reader has what it wanted
             sys.stderr.close()
         return
+    import signal
+
+    # until training installs its handlers (engine/loop.py catch_signals), SIGTERM stops dlrun as Ctrl-C does
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cfg = check_command_line(argv, CONF_DIR)
         prints_only = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
         if cfg is not None and not prints_only:
             check_run_dir(cfg, argv)
+        app()
     except DlrunError as err:
         _fail(str(err))
-    app()
+    except KeyboardInterrupt as err:  # while the command line is checked or Hydra sets up the run folder
+        _stop_at_once(err, None)
     from dlrun.sweep.callback import EXIT_JOBS_FAILED, FAILED_JOBS, LAST_SUMMARY
 
     if LAST_SUMMARY:

@@ -98,6 +98,7 @@ def test_multirun_over_two_values(tmp_path):
     (["model=vgx"], "model='vgx' is not an option"),
     (["split.train=0.5"], "split ratios must sum to 1"),
     (["trainer.resume=/nonexistent/run"], "trainer.resume='/nonexistent/run': no checkpoint"),
+    (["report.fail_on=[overfit]"], "e.g. report.fail_on=[overfitting,distribution_shift]"),  # not rich markup
 ])
 def test_user_errors_exit_2_with_one_line_and_no_traceback(tmp_path, argv, message):
     done = run_dlrun([*argv, f"hydra.run.dir={tmp_path / 'run'}", *FAST], tmp_path)
@@ -129,6 +130,42 @@ def test_signal_saves_a_checkpoint_and_a_partial_report(tmp_path, sig):
     assert "interrupted" in (run_dir / "report.md").read_text()
     # the terminal says how to continue, with the run's own overrides and folder
     assert f"trainer.resume={run_dir}" in err and "trainer.max_epochs=100000" in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_before_training_says_nothing_was_saved(tmp_path, sig):
+    """While the data loads (made slow here, as a big dataset is), a signal stops dlrun at once: one line that does
+    not claim a checkpoint, no traceback, and 128 + the signal number."""
+    run_dir = tmp_path / "run"
+    code = ("import sys, time; import dlrun.data as d; d.load = lambda *a, **k: time.sleep(120); "
+            f"sys.argv = ['dlrun', 'hydra.run.dir={run_dir}', *{FAST!r}]; from dlrun.cli import main; main()")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (run_dir / ".hydra" / "overrides.yaml").exists():  # Hydra has set up the run: the job is starting
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert "before any checkpoint was written: nothing to resume" in err and "Traceback" not in err, err
+    assert "intact" not in err and not (run_dir / "checkpoints").exists()
+
+
+def test_a_second_signal_names_the_checkpoint_only_when_there_is_one(tmp_path, capsys):
+    from dlrun.cli import _stop_at_once
+
+    for run_dir, expected in ((tmp_path, "before any checkpoint was written"), (None, "nothing to resume")):
+        with pytest.raises(SystemExit) as done:
+            _stop_at_once(KeyboardInterrupt(), run_dir)
+        assert done.value.code == 130 and expected in capsys.readouterr().err
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"x")
+    with pytest.raises(SystemExit) as done:
+        _stop_at_once(KeyboardInterrupt(signal.SIGTERM), tmp_path)
+    err = capsys.readouterr().err
+    assert done.value.code == 143 and "by SIGTERM" in err and f"trainer.resume={tmp_path}" in err
 
 
 def test_python_dash_m_and_the_console_script_are_the_same_entry_point():
