@@ -240,6 +240,8 @@ def main() -> None:
         prints_only = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
         if cfg is not None and not prints_only:
             check_run_dir(cfg, argv)
+        elif CommandLine(argv).multirun and not prints_only:
+            check_sweep_dir(argv)
         app()
     except DlrunError as err:
         _fail(str(err))
@@ -270,10 +272,71 @@ def check_run_dir(cfg: DictConfig, argv: list[str]) -> None:
         key = f"hydra.run.dir={chosen[-1]}" if chosen else f"the run folder {run_dir.resolve()}"
         raise DlrunError(f"{key} cannot be created: {err.strerror or err}; choose a folder you can write to "
                          "with hydra.run.dir=PATH") from None
-    if not chosen or cfg.trainer.resume or cfg.trainer.overwrite:
+    if not chosen:
         return  # Hydra's default folder is new for every run (a timestamp)
+    if cfg.trainer.resume == "auto":  # checked before Hydra writes this run's .hydra/ over the earlier run's
+        from dlrun.pipeline import check_auto_resume
+
+        check_auto_resume(OmegaConf.to_object(cfg), run_dir)
+        return
+    if cfg.trainer.resume or cfg.trainer.overwrite:
+        return
     held = [name for name in RUN_FILES if (run_dir / name).exists()]
     if held:
         raise DlrunError(f"hydra.run.dir={chosen[-1]} already holds a run ({', '.join(held)}): choose another "
                          f"folder, continue it with trainer.resume={chosen[-1]}, or replace it with "
                          "trainer.overwrite=true")
+
+
+def check_sweep_dir(argv: list[str]) -> None:
+    """The sweep's rule for its folder, before Hydra writes into it: a hydra.sweep.dir that holds an earlier sweep's
+    jobs is refused, unless trainer.resume=auto continues that same sweep (job i's folder must hold a run of this
+    command's job i: same overrides, but for those a resume may change) or trainer.overwrite=true replaces it (its
+    job folders and summary are removed first, so the summary covers only the new jobs)."""
+    import shutil
+
+    import yaml
+
+    from dlrun.pipeline import RESUME_MAY_CHANGE
+    from dlrun.preflight import job_overrides
+
+    overrides = CommandLine(argv).overrides
+    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.dir=")]
+    if not chosen:
+        return  # Hydra's default folder is new for every sweep (a timestamp)
+    sweep_dir = Path(chosen[-1]).expanduser()
+    jobs = sorted((p for p in sweep_dir.glob("*") if p.name.isdigit() and (p / ".hydra").is_dir()),
+                  key=lambda p: int(p.name)) if sweep_dir.is_dir() else []
+    if not jobs:
+        return
+    value = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}
+    resume, overwrite = value.get("trainer.resume", ""), value.get("trainer.overwrite", "false").lower() == "true"
+    if overwrite:
+        for job in jobs:
+            shutil.rmtree(job)
+        for old in sweep_dir.glob("summary*.*"):
+            old.unlink()
+        return
+    if resume != "auto":
+        raise DlrunError(f"hydra.sweep.dir={chosen[-1]} already holds a sweep (jobs {', '.join(p.name for p in jobs)}): "
+                         "choose another folder, continue it with trainer.resume=auto (the same command), or replace "
+                         "it with trainer.overwrite=true")
+    planned = job_overrides(overrides)
+    if planned is None:
+        return  # a search: each job checks its own folder (pipeline.check_auto_resume)
+
+    def settings(items: list[str]) -> dict[str, str]:
+        pairs = (str(o).split("=", 1) for o in items if "=" in str(o))
+        return {k.lstrip("+~"): v for k, v in pairs if k.lstrip("+~") not in RESUME_MAY_CHANGE}
+
+    for job in jobs:
+        saved_path = job / ".hydra" / "overrides.yaml"
+        saved = settings(yaml.safe_load(saved_path.read_text()) or []) if saved_path.is_file() else {}
+        now = settings(planned[int(job.name)]) if int(job.name) < len(planned) else None
+        if now is None or saved != now:
+            differ = [k for k in {**saved, **(now or {})} if now is None or saved.get(k) != now.get(k)]
+            ran = " ".join(f"{k}={saved[k]}" if k in saved else f"no {k}" for k in differ) or "the defaults"
+            wants = "no job" if now is None else " ".join(f"{k}={now[k]}" if k in now else f"no {k}" for k in differ)
+            raise DlrunError(f"hydra.sweep.dir={chosen[-1]} holds another sweep: its job {job.name} ran {ran}, this "
+                             f"command's job {job.name} is {wants}; trainer.resume=auto continues a sweep only with "
+                             "the same command: choose another folder, or replace it with trainer.overwrite=true")

@@ -426,6 +426,10 @@ def validate(cfg: Any) -> None:
         f"trainer.device={device!r} is not allowed, expected one of auto, cpu, cuda, cuda:N",
     )
 
+    _check(not (cfg.trainer.resume and cfg.trainer.overwrite),
+           f"trainer.resume={cfg.trainer.resume} and trainer.overwrite=true exclude each other: resume continues the "
+           "run in its folder, overwrite replaces it; keep one")
+
     s = cfg.split
     for name in ("train", "val", "test"):
         value = _get(s, name)
@@ -462,7 +466,7 @@ def validate(cfg: Any) -> None:
                f"early_stop.divergence_threshold={e.divergence_threshold} for a loss or an error")
 
     o = cfg.optim
-    _check(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
+    _check(math.isfinite(o.lr) and o.lr > 0, f"optim.lr must be a finite number > 0, got {o.lr}")
     _check(0 <= o.momentum < 1, f"optim.momentum must be in [0, 1), got {o.momentum}")
     _check(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), f"optim.betas must be two numbers in [0, 1), got {list(o.betas)}")
     _check(not (o.nesterov and (o.name != "sgd" or o.momentum == 0)), "optim.nesterov needs optim=sgd and optim.momentum > 0")

@@ -83,17 +83,22 @@ def _clear_run(run_dir: Path) -> None:
             path.unlink()
 
 
+def _changed_settings(state: dict, cfg: Any) -> list[str]:
+    """The settings of cfg that differ from those a checkpoint was trained with, except those a resume may change."""
+    saved = state.get("meta", {}).get("config", {})
+    now = _as_dict(cfg)
+    return [f"{group}.{k}={saved[group][k]!r} (now {now[group].get(k)!r})"
+            for group in RESUME_GROUPS if group in saved for k in saved[group]
+            if f"{group}.{k}" not in RESUME_MAY_CHANGE and saved[group][k] != now[group].get(k)]
+
+
 def _resume_state(cfg: Any) -> Optional[dict]:
     """Load trainer.resume's last.pt (+ best.pt) and check it continues this config."""
     from dlrun.engine import checkpoint
 
     path = checkpoint.find(cfg.trainer.resume)
     state = checkpoint.load(path, required=checkpoint.REQUIRED["last.pt"])
-    saved = state.get("meta", {}).get("config", {})
-    now = _as_dict(cfg)
-    diffs = [f"{group}.{k}={saved[group][k]!r} (now {now[group].get(k)!r})"
-             for group in RESUME_GROUPS if group in saved for k in saved[group]
-             if f"{group}.{k}" not in RESUME_MAY_CHANGE and saved[group][k] != now[group].get(k)]
+    diffs = _changed_settings(state, cfg)
     if diffs:
         command = " ".join(["dlrun", *state["meta"].get("overrides", []), f"trainer.resume={cfg.trainer.resume}"])
         raise DlrunError(f"trainer.resume={cfg.trainer.resume}: the checkpoint was trained with "
@@ -124,13 +129,29 @@ def finished_report(run_dir: Path) -> Optional[dict]:
     return None if report.get("run", {}).get("interrupted", True) else report
 
 
+def check_auto_resume(cfg: Any, run_dir: Path) -> Optional[dict]:
+    """trainer.resume=auto on a folder that holds a finished run: its report.json when the run had this config's
+    settings (but for those a resume may change), else a DlrunError; None when the folder holds no finished run."""
+    finished = finished_report(run_dir)
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    if finished is not None and last.is_file():  # a finished run stands for this one only if it had these settings
+        from dlrun.engine import checkpoint
+
+        diffs = _changed_settings(checkpoint.load(last), cfg)
+        if diffs:
+            raise DlrunError(f"trainer.resume=auto: {run_dir} holds a finished run trained with {', '.join(diffs)}: "
+                             "it is another run, not this one; choose another folder, or replace it with "
+                             "trainer.overwrite=true instead of trainer.resume")
+    return finished
+
+
 def _auto_resume(cfg: Any, run_dir: Path) -> tuple[Any, Optional[dict]]:
     """trainer.resume=auto: (cfg, finished report) when run_dir holds a finished run, (cfg resuming run_dir, None) when
     it holds a checkpoint, (cfg starting afresh, None) when it holds neither. What a requeued Slurm job or a resumed
     sweep needs: rerun the same command, and every job continues where it stopped."""
     from dataclasses import replace
 
-    finished = finished_report(run_dir)
+    finished = check_auto_resume(cfg, run_dir)
     has_checkpoint = (run_dir / "checkpoints" / "last.pt").is_file()
     resume = str(run_dir) if has_checkpoint and finished is None else None
     if finished is not None:

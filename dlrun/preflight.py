@@ -198,6 +198,17 @@ def _sweep_points(overrides: list[str]) -> list[list[str]]:
     return singles
 
 
+def job_overrides(overrides: list[str]) -> Optional[list[list[str]]]:
+    """The task overrides of each job of a basic sweep, in job-number order and as Hydra saves them in the job's
+    .hydra/overrides.yaml (hydra.* left out); None for a search (Optuna), whose jobs are not known in advance."""
+    if any(o.split("=", 1)[0] == "hydra/sweeper" and o.split("=", 1)[1] != "basic" for o in overrides):
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    points = [p for batch in BasicSweeper.split_arguments(_parse(overrides), None) for p in batch]
+    return [[o for o in point if not o.lstrip("+~").startswith("hydra")] for point in points]
+
+
 def _check_launcher(overrides: list[str]) -> None:
     if "hydra/launcher=slurm" in overrides:
         import importlib.util

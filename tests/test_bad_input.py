@@ -155,7 +155,7 @@ CASES = [
     ("unknown launcher", lambda t: ["hydra/launcher=nope"], "hydra/launcher='nope' is not an option"),
     # out-of-range values and rules across keys
     ("dropout range", lambda t: ["reg.dropout=1.5"], "reg.dropout must be in [0, 1), got 1.5"),
-    ("learning rate", lambda t: ["optim.lr=0"], "optim.lr must be > 0"),
+    ("learning rate", lambda t: ["optim.lr=0"], "optim.lr must be a finite number > 0"),
     ("batch size", lambda t: ["trainer.batch_size=0"], "trainer.batch_size must be >= 1"),
     ("split sum", lambda t: ["split.train=0.5"], "split ratios must sum to 1, got 0.9"),
     ("plus on an existing key", lambda t: ["+split.folds=5"], "+split.folds: the key exists already, the '+' adds "

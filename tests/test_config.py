@@ -97,7 +97,8 @@ def test_misspelt_key_fails_at_composition():
     ("split.train_dev=1.0", "split.train_dev must be in [0, 1)"),
     ("reg.dropout=1.0", "reg.dropout must be in [0, 1), got 1.0"),
     ("reg.weight_decay=-1", "reg.weight_decay must be >= 0"),
-    ("optim.lr=0", "optim.lr must be > 0"),
+    ("optim.lr=0", "optim.lr must be a finite number > 0, got 0"),
+    ("optim.lr=inf", "optim.lr must be a finite number > 0, got inf"),
     ("early_stop.patience=-1", "early_stop.patience must be >= 0"),
     ("trainer.batch_size=0", "trainer.batch_size must be >= 1"),
     ("trainer.max_epochs=0", "trainer.max_epochs must be >= 1"),
@@ -111,6 +112,7 @@ def test_misspelt_key_fails_at_composition():
     ("optim.nesterov=true", "optim.nesterov needs optim=sgd"),
     ("model.hidden=[0]", "model.hidden must be widths >= 1, got [0] ([] is a linear model)"),
     ("model=lenet model.channels=[]", "model.channels must be widths >= 1, got []"),
+    ("trainer.resume=auto trainer.overwrite=true", "trainer.resume=auto and trainer.overwrite=true exclude each other"),
 ])
 def test_validation_names_the_key_and_the_rule(override, message):
     cfg = _compose(override.split())

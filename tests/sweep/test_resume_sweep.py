@@ -108,3 +108,57 @@ def test_a_killed_sweep_resumes_without_retraining_its_finished_jobs(tmp_path):
     summary = json.loads((sweep / "summary.json").read_text())
     assert sorted(r["job"] for r in summary["jobs"]) == ["0", "1", "2"] and summary["missing"] == []
     assert all(r["stop_reason"] == "max_epochs" for r in summary["jobs"])
+
+
+def test_auto_resume_refuses_a_finished_run_with_other_settings_and_leaves_it_whole(tmp_path):
+    """A folder holding a finished run stands for this run only if that run had these settings: a skipped job whose
+    report shows other values would be a wrong line in the summary."""
+    from dlrun.cli import check_run_dir
+    from dlrun.errors import DlrunError
+    from dlrun.preflight import check_command_line
+    from tests.conftest import CONF_DIR
+
+    run(make_config(trainer={"max_epochs": 2, "resume": "auto"}), tmp_path / "a", overrides=[])
+    before = {p: p.read_bytes() for p in (tmp_path / "a").rglob("*") if p.is_file()}
+    other = make_config(trainer={"max_epochs": 2, "resume": "auto"}, reg={"dropout": 0.5})
+    with pytest.raises(DlrunError, match=r"holds a finished run trained with reg.dropout=0.0 \(now 0.5\)"):
+        run(other, tmp_path / "a", overrides=[])
+    # from the command line, before Hydra writes the new run's .hydra/ into the folder
+    argv = [f"hydra.run.dir={tmp_path / 'a'}", "trainer.resume=auto", "reg.dropout=0.5", "model.hidden=[64]",
+            "trainer.max_epochs=2", "trainer.threads=1"]
+    with pytest.raises(DlrunError, match="another run, not this one"):
+        check_run_dir(check_command_line(argv, str(CONF_DIR)), argv)
+    assert {p: p.read_bytes() for p in (tmp_path / "a").rglob("*") if p.is_file()} == before
+    # what a resume may change (more epochs, more patience) still finds the finished run
+    more = make_config(trainer={"max_epochs": 5, "resume": "auto"}, early_stop={"patience": 30})
+    assert run(more, tmp_path / "a", overrides=[]).skipped
+
+
+def _fake_sweep(folder, jobs: list[list[str]]) -> None:
+    import yaml
+
+    for i, overrides in enumerate(jobs):
+        (folder / str(i) / ".hydra").mkdir(parents=True)
+        (folder / str(i) / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        (folder / str(i) / "report.json").write_text("{}")
+    (folder / "summary.json").write_text("{}")
+
+
+def test_a_sweep_folder_that_holds_a_sweep_is_refused_unless_resumed_with_the_same_command_or_replaced(tmp_path):
+    from dlrun.cli import check_sweep_dir
+    from dlrun.errors import DlrunError
+
+    sweep = tmp_path / "sw"
+    _fake_sweep(sweep, [["reg.dropout=0", "trainer.resume=auto"], ["reg.dropout=0.5", "trainer.resume=auto"]])
+    argv = ["-m", f"hydra.sweep.dir={sweep}", "reg.dropout=0,0.5"]
+    check_sweep_dir(["-m", f"hydra.sweep.dir={tmp_path / 'new'}", "reg.dropout=0,0.5"])  # a new folder: fine
+    with pytest.raises(DlrunError, match=r"already holds a sweep \(jobs 0, 1\).*trainer.resume=auto.*overwrite=true"):
+        check_sweep_dir(argv)
+    check_sweep_dir([*argv, "trainer.resume=auto", "trainer.max_epochs=50"])  # the same sweep, longer: continues
+    with pytest.raises(DlrunError, match="its job 1 ran reg.dropout=0.5, this command's job 1 is reg.dropout=0.7"):
+        check_sweep_dir(["-m", f"hydra.sweep.dir={sweep}", "reg.dropout=0,0.7", "trainer.resume=auto"])
+    with pytest.raises(DlrunError, match="its job 1 ran reg.dropout=0.5, this command's job 1 is no job"):
+        check_sweep_dir(["-m", f"hydra.sweep.dir={sweep}", "reg.dropout=0", "trainer.resume=auto"])
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "summary.json"]  # nothing touched so far
+    check_sweep_dir([*argv, "trainer.overwrite=true"])
+    assert list(sweep.iterdir()) == []  # replaced: the summary will cover only the new jobs
