@@ -62,8 +62,9 @@ class TerminalUI:
         if not out.is_terminal:
             out = Console(width=120)
         run = report["run"]
-        out.print(f"[bold]{run['model']} on {run['dataset']}[/]: {run['epochs_run']} epochs (best "
-                  f"{run['best_epoch']}), stopped: {run['stop_reason']}")
+        best = f"best {run['best_epoch']}" if run["best_epoch"] else "no finite epoch"
+        out.print(f"[bold]{run['model']} on {run['dataset']}[/]: {run['epochs_run']} epochs ({best}), stopped: "
+                  f"{run['stop_reason']}")
         table = Table()
         table.add_column("split")
         table.add_column("n", justify="right")

@@ -525,7 +525,8 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     restore = early_stop.restore_best and best_state is not None
     if restore:
         model.load_state_dict(best_state)
-    final_epoch = stopper.best_epoch if restore else len(rows)
+    # the epoch whose weights the model holds; 0 when no epoch ended with a finite monitor (a run that diverged at once)
+    final_epoch = stopper.best_epoch if restore else (len(rows) if stopper.best_epoch else 0)
     return History(rows=rows, best_epoch=final_epoch, stop_reason=stop_reason,
                    wall_seconds=time.perf_counter() - wall_start, device=str(device), precision=rt.precision,
                    signal=interrupted, notes=notes, rank=rt.rank, world_size=rt.world_size,

@@ -390,7 +390,8 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     table = evidence.per_class(evaluation, class_names) if class_names else None
 
     under = _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref, baselines, overrides, settings,
-                          notes)
+                          notes, constant_loss(task, num_classes))
+    untrained = under.stats.get("untrained")
     over = _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, settings, target_scale)
     found = health.check(getattr(history, "dynamics", []), history.rows, settings)
     causes = [h for h in found if h.name in health.CAUSES]
@@ -404,15 +405,18 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
         # one direction for the learning rate: a loss that barely moved or still falls says the steps are not too
         # big, so a health finding's "lower the learning rate" would contradict the curve's "raise it"
         against_curve = under.stats.get("train_trend") in ("flat", "falling")
-        under.actions[at:at] = [Action(f"{h.name.replace('_', ' ')}: {text}", next_command(overrides, change))
-                                for h in causes for text, change in zip(h.texts, h.changes)
-                                if not (against_curve and change.get("optim.lr", lr) < lr)]
+        if not untrained:  # a run that did not train at all gets the safe learning rate alone: its symptoms follow
+            under.actions[at:at] = [Action(f"{h.name.replace('_', ' ')}: {text}", next_command(overrides, change))
+                                    for h in causes for text, change in zip(h.texts, h.changes)
+                                    if not (against_curve and change.get("optim.lr", lr) < lr)]
     if under.stats.get("no_signal"):  # one cause explains both gaps: say it once
         over = Finding(stats={**over.stats, "explained_by": "no_signal"})
         # and Ng's terms assume something to learn: no focus to work on before the data are checked
         decomposition.update(focus=None, focus_undetermined=False, no_signal=True)
     mismatch = _data_mismatch(fig, evaluation, task, tol, alpha, overrides, target_scale)
     versus = _versus_linear(evaluation, baselines, tol, alpha, target_scale)
+    if untrained:
+        versus = None  # a network that did not train: the underfitting finding says why, not a linear model
     if versus and versus["fires"]:
         _say_a_linear_model_does_better(versus, under, over, task, tol, target_scale, overrides, settings, notes)
     shift = _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, target_scale, notes)
@@ -422,6 +426,8 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     if history.stop_reason == "interrupted":
         notes.append("the run was interrupted: the figures describe a partial training")
     still = _still_improving(history, curves, settings, overrides, [under, over, mismatch, shift], notes)
+    # after a run that did not train, a symptom's remedy is tried with a learning rate that trains
+    safe = {"optim.lr": health.lower_lr(settings)} if untrained else {}
     fired = {name for name, f in {"underfitting": under, "overfitting": over, "data_mismatch": mismatch}.items()
              if f.detected and f.actions}
     notes.insert(0, focus_note(decomposition, ref.name, task, shift.detected, fired))
@@ -430,7 +436,7 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
                      decomposition=decomposition, notes=notes, shift_tests=tests, per_class=_jsonable(table),
                      curves=curves, intervals={name: [f.low, f.high] for name, f in fig.items()},
                      health=[{"name": h.name, "evidence": h.evidence,
-                              "actions": [{"text": t, "command": next_command(overrides, c)}
+                              "actions": [{"text": t, "command": next_command(overrides, {**safe, **c})}
                                           for t, c in zip(h.texts, h.changes)]} for h in found],
                      versus_linear=versus, still_improving=still)
 
@@ -592,8 +598,36 @@ def _tolerance_in_units(tol: float, task: str, scale: float) -> float:
     return tol * scale if task == "regression" else tol
 
 
+# a training loss that never fell below this many times a constant prediction's: the steps blew the weights up
+BLOWN_UP = 10
+
+
+def constant_loss(task: str, num_classes: int) -> float:
+    """The training loss of a constant prediction: ln K for K classes (uniform probabilities; the class frequencies do
+    no worse), 1 for regression (the mean of standardised targets)."""
+    return math.log(num_classes) if task == "classification" and num_classes >= 2 else 1.0
+
+
+def _untrained(history: Any, evaluation: Any, constant: float) -> Optional[str]:
+    """Why the run did not train at all, or None: "diverged" (NaN or inf before any epoch trained well), "blown_up"
+    (every epoch's training loss above BLOWN_UP times a constant prediction's: a learning rate far too big, as
+    optim.lr=1e6 with Adam gives, whose loss stays finite)."""
+    if history.stop_reason == "diverged" and (history.best_epoch < 1
+                                              or not math.isfinite(evaluation.splits["train"].loss)):
+        return "diverged"
+    losses = np.asarray([r["train_loss"] for r in history.rows], dtype=float)
+    finite = losses[np.isfinite(losses)]
+    if finite.size and finite.min() > BLOWN_UP * constant:
+        return "blown_up"
+    return None
+
+
+def _loss(value: float) -> str:
+    return f"{value:.3g}"
+
+
 def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Reference, baselines, overrides,
-                  settings, notes) -> Finding:
+                  settings, notes, constant_loss: float = math.inf) -> Finding:
     f = Finding()
     train = fig["train"]
     chance = baselines.get("chance_error")
@@ -624,11 +658,16 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     safe_lr = Action(f"lower the learning rate to {health.lower_lr(settings):g}",
                      next_command(overrides, {"optim.lr": health.lower_lr(settings)}))
     diverged = history.stop_reason == "diverged"
-    if diverged and (history.best_epoch < 1 or not math.isfinite(evaluation.splits["train"].loss)):
+    untrained = _untrained(history, evaluation, constant_loss)
+    if untrained:
         f.detected, f.severity = True, "severe"
+        f.stats["untrained"] = untrained
         f.evidence.append("the training loss became NaN or infinite before any epoch trained well: the run diverged "
-                          "(learning rate too big)")
-        f.actions.append(safe_lr)
+                          "(learning rate too big)" if untrained == "diverged" else
+                          f"the training loss never fell below {_loss(constant_loss * BLOWN_UP)}, {BLOWN_UP} times a "
+                          f"constant prediction's ({_loss(constant_loss)}): the steps blew the weights up (learning "
+                          "rate too big)")
+        f.actions.append(safe_lr)  # alone: nothing else can be judged before the run trains at all
         return f
     if diverged:  # judged on the restored best epoch: the late divergence is a note, not a verdict
         notes.append(f"the training diverged after epoch {history.best_epoch}, whose weights were restored and are "

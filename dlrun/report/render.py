@@ -347,6 +347,9 @@ def _context(report: dict) -> dict:
 def _health_note(report: dict) -> str:
     """The health findings' weight in this run: without an underfitting verdict they limit nothing yet."""
     underfitting = report["diagnosis"].get("underfitting", {})
+    if report.get("health") and (underfitting.get("stats") or {}).get("untrained"):
+        return ("The run did not train at all (learning rate too big): these symptoms follow from it, so each command "
+                "here also lowers the learning rate.")
     if not report.get("health") or underfitting.get("detected") or report["run"].get("stop_reason") == "diverged":
         return ""
     if ((report.get("evidence") or {}).get("versus_linear") or {}).get("fires"):

@@ -142,6 +142,10 @@ def test_divergence_stops_cleanly_and_still_reports(tmp_path):
     under = report["diagnosis"]["underfitting"]
     assert under["detected"] and under["severity"] == "severe"
     assert "optim.lr=0.01" in under["actions"][0]["command"]  # sgd's usual default, not 1e8 / 10
+    # no epoch ended finite: no best epoch (0), no best.pt, and the report does not name one
+    assert report["run"]["epochs_run"] == 1 and report["run"]["best_epoch"] == 0
+    assert not (tmp_path / "checkpoints" / "best.pt").exists()
+    assert "no finite epoch" in (tmp_path / "report.md").read_text()
 
 
 def test_frozen_parameters_are_not_in_the_optimizer():

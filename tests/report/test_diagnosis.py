@@ -145,6 +145,35 @@ def test_a_run_that_never_trained_before_diverging_is_severe_underfitting_with_a
     assert d.underfitting.actions[0].command == "dlrun optim.lr=0.001"  # the optimizer's default, not 1e8
 
 
+def test_a_run_that_did_not_train_gets_the_safe_learning_rate_alone_and_its_symptoms_lower_it_too():
+    """optim.lr=1e6 with Adam: the loss stays finite but never comes near a constant prediction's (ln 4 here); as
+    after a NaN, no other remedy is judged at the learning rate that blew the weights up."""
+    from tests.report.test_health import _rows
+
+    settings = {**SETTINGS, "optim": {"lr": 1e6, "name": "adam"}}
+    evaluation = _evaluation(train=0.7, val=0.72)
+    perfect = {**BASE, "simple_val_pred": evaluation.splits["val"].y_true.copy()}  # a linear model does far better
+    blown = _history(train_loss=[1e21, 1e18, 1e10, 1e9, 1e6], val_loss=[1e19, 1e19, 1e19, 1e19, 1e19])
+    nan = _history(train_loss=[float("nan")], val_loss=[float("nan")], stop="diverged", best=0)
+    nan.best_epoch = 0
+    for history in (blown, nan):
+        history.dynamics = _rows(dead=0.9, ratio_first_last=100.0)  # dying ReLU, exploding gradients
+        d = diagnose(history, evaluation, ReportConfig(), ["optim.lr=1e6"], settings, baselines=perfect,
+                     class_names=CLASSES)
+        assert d.underfitting.detected and d.underfitting.severity == "severe"
+        assert [a.command for a in d.underfitting.actions] == ["dlrun optim.lr=0.001"]
+        assert d.versus_linear is None and not any(n.startswith("a linear model does better") for n in d.notes)
+        commands = [a["command"] for h in d.health for a in h["actions"]]
+        assert commands and all("optim.lr=0.001" in c for c in commands), commands
+    assert "never fell below 13.9, 10 times a constant prediction's (1.39)" in " ".join(
+        diagnose(blown, evaluation, ReportConfig(), [], settings, baselines=BASE, class_names=CLASSES)
+        .underfitting.evidence)
+    # a first epoch far above a constant prediction's loss, then training: not blown up
+    recovered = _history(train_loss=[1e6, 50.0, 1.2, 0.6, 0.4], val_loss=[1e6, 40.0, 1.3, 0.8, 0.7])
+    d = diagnose(recovered, evaluation, ReportConfig(), [], settings, baselines=BASE, class_names=CLASSES)
+    assert "untrained" not in d.underfitting.stats
+
+
 def test_a_late_divergence_after_a_good_best_epoch_is_a_note_not_underfitting():
     history = _history(train_loss=[1.0, 0.5, 0.3, float("nan")], val_loss=[1.0, 0.5, 0.3, float("nan")],
                        stop="diverged", best=3)
