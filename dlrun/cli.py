@@ -202,7 +202,8 @@ def report_main(argv: list[str] | None = None) -> None:
 SUMMARY_USAGE = """usage: dlrun-summary SWEEP_DIR
 
 Rebuild a sweep's summary (summary.json, .md, .csv, .html) from its job folders, and print it: for a sweep whose
-launcher did not wait for its jobs (a detached Slurm sweep), a partly failed one, or jobs added by a resumed sweep."""
+launcher did not wait for its jobs (a detached Slurm sweep), a partly failed one, or jobs added by a resumed sweep.
+Exits 0 when every job finished, 3 when one failed, was interrupted or has no report (never started, or running)."""
 
 
 def summary_main(argv: list[str] | None = None) -> None:
@@ -216,9 +217,13 @@ def summary_main(argv: list[str] | None = None) -> None:
         _fail(f"{sweep_dir} is not a sweep folder: give the folder of a `dlrun -m` sweep (multirun/DATE/TIME, or "
               "its hydra.sweep.dir), whose job folders 0/, 1/, ... hold .hydra/")
     from dlrun.console import sweep_table
-    from dlrun.sweep.summary import write_summary
+    from dlrun.errors import EXIT_JOBS_FAILED
+    from dlrun.sweep.summary import complete, write_summary
 
-    sweep_table(write_summary(sweep_dir), str(sweep_dir))
+    summary = write_summary(sweep_dir)
+    sweep_table(summary, str(sweep_dir))
+    if not complete(summary):  # a script that rebuilds the summary learns that the sweep is not whole
+        sys.exit(EXIT_JOBS_FAILED)
 
 
 def main() -> None:
@@ -314,8 +319,8 @@ def check_sweep_dir(argv: list[str]) -> None:
     if overwrite:
         for job in jobs:
             shutil.rmtree(job)
-        for old in sweep_dir.glob("summary*.*"):
-            old.unlink()
+        for old in [*sweep_dir.glob("summary*.*"), sweep_dir / "sweep.json"]:
+            old.unlink(missing_ok=True)
         return
     if resume != "auto":
         raise DlrunError(f"hydra.sweep.dir={chosen[-1]} already holds a sweep (jobs {', '.join(p.name for p in jobs)}): "

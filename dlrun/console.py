@@ -108,8 +108,10 @@ def sweep_table(summary: dict, sweep_dir: str, console: Optional[Console] = None
     # a log file or a pipe gets wide lines (rich would assume 80 columns); a terminal, its own width
     console = console or Console(stderr=True, highlight=False, soft_wrap=True,
                                  width=None if sys.stderr.isatty() else 160)
-    metric, mode, jobs = summary["rank_by"]["metric"], summary["rank_by"]["mode"], len(summary["jobs"])
-    table = Table(title=f"sweep: {jobs} job{'s' if jobs != 1 else ''}, ranked by {metric} ({mode})")
+    from dlrun.sweep.summary import tally
+
+    metric, mode = summary["rank_by"]["metric"], summary["rank_by"]["mode"]
+    table = Table(title=f"sweep: {tally(summary)}; ranked by {metric} ({mode})")
     for column in ("job", *summary["swept"], metric, "val err", "test err", "stop", "verdicts"):
         table.add_column(column, justify="left" if column in ("stop", "verdicts") else "right",
                          overflow="fold" if column == "verdicts" else "ellipsis")
@@ -117,7 +119,7 @@ def sweep_table(summary: dict, sweep_dir: str, console: Optional[Console] = None
         fired = [f"{SHORT.get(name, name)}:{sev}" for name, sev in r["verdicts"].items() if sev != "no"]
         table.add_row(r["job"], *(r["params"].get(k, "") for k in summary["swept"]), _fmt(r["objective"]),
                       _fmt(r["val_error"]), _fmt(r["test_error"]), str(r["stop_reason"]),
-                      " ".join(fired) or "none", style="bold green" if i == 0 else None)
+                      " ".join(fired) or "none", style="bold green" if r["job"] == summary["best"] else None)
     for r in summary["failed"]:
         table.add_row(r["job"], *(r["params"].get(k, "") for k in summary["swept"]), "-", "-", "-",
                       "failed", f"exit {r['exit_status']}", style="red")
@@ -127,8 +129,11 @@ def sweep_table(summary: dict, sweep_dir: str, console: Optional[Console] = None
         console.print(f"k-fold {setting}: {metric} {_fmt(g['objective_mean'])} ± {_fmt(g['objective_std'])} "
                       f"over {g['folds']} folds")
     for r in summary["failed"]:
-        console.print(f"[red]job {r['job']} failed:[/] {r['error']}", markup=True)
-    if summary["jobs"]:
+        console.print(f"[red]job {r['job']} failed:[/] {escape(r['error'])}", markup=True)
+    if summary["missing"]:
+        console.print(f"without a report (still running, killed, or never started): job "
+                      f"{', '.join(summary['missing'])}", markup=False)
+    if summary["best"] is not None:
         from dlrun.sweep.summary import runner_up_sentence
 
         if runner_up_sentence(summary):

@@ -57,9 +57,28 @@ def compose_once_per_choice() -> None:
         app.config_loader = ComposeOncePerChoice(app.config_loader)
 
 
+def write_plan(config: Any) -> None:
+    """sweep.json in the sweep folder: every job's overrides of a basic sweep, in job order, so that a summary of a
+    sweep killed before its last jobs lists them as missing (a search, such as Optuna, has no plan to write)."""
+    from omegaconf import OmegaConf
+
+    from dlrun.engine.checkpoint import atomic_write_text
+    from dlrun.preflight import job_overrides
+    from dlrun.sweep.summary import PLAN
+
+    sweeper = config.hydra.sweeper
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper") or sweeper.get("params"):
+        return
+    jobs = job_overrides(list(OmegaConf.to_container(config.hydra.overrides.task)))
+    sweep_dir = Path(config.hydra.sweep.dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(sweep_dir / PLAN, json.dumps({"jobs": jobs}, indent=2) + "\n")
+
+
 class SweepSummary(Callback):
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         compose_once_per_choice()  # Hydra calls this just before it instantiates the sweeper
+        write_plan(config)
         if config.get("logger") and config.logger.get("mlflow"):  # one MLflow parent run, before any job starts
             from omegaconf import OmegaConf
 

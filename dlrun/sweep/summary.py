@@ -39,14 +39,22 @@ def _number(value: str) -> Optional[float]:
     return x if math.isfinite(x) else None
 
 
+# how the sweep ran its jobs, not what a job is: left out of the command that reruns the best job alone
+SWEEP_ONLY = ("trainer.resume", "trainer.overwrite")
+PLAN = "sweep.json"  # written when a basic sweep starts: every job's overrides, so that a job never started is missing
+
+
 def _row(job: str, report: dict) -> dict:
     metrics, run = report.get("metrics", {}), report["run"]
     objective = run.get("objective") or {"monitor": "val_error", "mode": "min",
                                          "value": metrics.get("val", {}).get("error")}
+    alone = [o for o in run["overrides"] if o.split("=", 1)[0].lstrip("+~") not in SWEEP_ONLY]
     return {
-        "job": job, "status": "done", "overrides": run["overrides"], "params": parse_overrides(run["overrides"]),
+        # an interrupted job's report describes a partial training: listed, never ranked above a finished job
+        "job": job, "status": "interrupted" if run.get("interrupted") else "done", "overrides": run["overrides"],
+        "params": parse_overrides(run["overrides"]),
         # the job alone, started the way the sweep was (--config-dir, torchrun): what to rerun or build on
-        "command": " ".join([run.get("launch", "dlrun"), command(run["overrides"])]),
+        "command": " ".join([run.get("launch", "dlrun"), command(alone)]),
         "monitor": objective["monitor"], "mode": objective["mode"], "objective": objective["value"],
         "task": run.get("task"),
         "train_error": metrics.get("train", {}).get("error"), "val_error": metrics.get("val", {}).get("error"),
@@ -71,7 +79,8 @@ def _ranking(rows: list[dict]) -> tuple[str, str, Any]:
 
     def key(row: dict) -> tuple:
         value = row[field]
-        return (value is None, sign * value if value is not None else 0.0, len(row["job"]), row["job"])
+        return (row["status"] != "done", value is None, sign * value if value is not None else 0.0,
+                len(row["job"]), row["job"])
 
     return metric, mode, key
 
@@ -84,7 +93,8 @@ def summarize(reports: dict[str, dict], failed: Optional[list[dict]] = None,
     metric, mode, key = _ranking(rows)
     rows.sort(key=key)
     runner_up = None
-    if sweep_dir is not None and len(rows) > 1:
+    done = [r for r in rows if r["status"] == "done"]
+    if sweep_dir is not None and len(done) > 1:
         from dlrun.report.predictions import compare, read_val
 
         best, second = rows[0], rows[1]
@@ -96,7 +106,7 @@ def summarize(reports: dict[str, dict], failed: Optional[list[dict]] = None,
     keys = sorted({k for params in every for k in params})
     swept = [k for k in keys if len({params.get(k) for params in every}) > 1]
     return {"schema_version": SCHEMA_VERSION, "rank_by": {"metric": metric, "mode": mode}, "swept": swept,
-            "jobs": rows, "best": rows[0]["job"] if rows else None, "runner_up": runner_up,
+            "jobs": rows, "best": done[0]["job"] if done else None, "runner_up": runner_up,
             "failed": failed, "missing": list(missing or []),
             "folds": fold_groups(rows, swept)}
 
@@ -162,14 +172,30 @@ def runner_up_sentence(summary: dict) -> str:
     return f"{head} on the same {vs['n']} samples: {difference_text(vs, task)}, {verdict_text(vs)}: {meaning}."
 
 
+def tally(summary: dict) -> str:
+    """"4 jobs: 2 finished, 1 interrupted, 1 failed": every job of the sweep, by what became of it."""
+    parts = {"finished": sum(r["status"] == "done" for r in summary["jobs"]),
+             "interrupted": sum(r["status"] != "done" for r in summary["jobs"]),
+             "failed": len(summary["failed"]), "without a report": len(summary["missing"])}
+    total = sum(parts.values())
+    return f"{total} job{'s' if total != 1 else ''}: " + ", ".join(f"{n} {what}" for what, n in parts.items()
+                                                                 if n or what == "finished")
+
+
+def complete(summary: dict) -> bool:
+    """Every planned job finished (none failed, interrupted or missing)."""
+    return not summary["failed"] and not summary["missing"] and all(r["status"] == "done" for r in summary["jobs"])
+
+
 def command(overrides: list[str]) -> str:
     return " ".join(shlex.quote(o) for o in overrides)
 
 
 def render_markdown(summary: dict) -> str:
-    rank, jobs = summary["rank_by"], len(summary["jobs"])
+    rank = summary["rank_by"]
     lines = ["# dlrun sweep summary", "",
-             f"{jobs} job{'s' if jobs != 1 else ''}, ranked by {rank['metric']} ({rank['mode']}), best first.", "",
+             f"{tally(summary)}; ranked by {rank['metric']} ({rank['mode']}), best first (an interrupted job last: "
+             "its figures describe a partial training).", "",
              f"| job | overrides | {rank['metric']} | train error | val error | test error | best epoch | stop | "
              "underfitting | overfitting | shift |",
              "|---|---|---:|---:|---:|---:|---:|---|---|---|---|"]
@@ -180,7 +206,7 @@ def render_markdown(summary: dict) -> str:
         lines.append(f"| {r['job']} | `{command(r['overrides'])}` | {fmt(r['objective'])} | {errors} | "
                      f"{r['best_epoch']} | {r['stop_reason']} | "
                      f"{v.get('underfitting')} | {v.get('overfitting')} | {v.get('distribution_shift')} |")
-    if summary["jobs"]:
+    if summary["best"] is not None:
         lines += ["", "Errors with their 95% intervals. " + runner_up_sentence(summary), "",
                   "The best job alone:", "", "```bash", summary["jobs"][0]["command"], "```"]
     if summary["folds"]:
@@ -198,7 +224,7 @@ def render_markdown(summary: dict) -> str:
             error = r["error"].replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {r['job']} | `{command(r['overrides'])}` | {r['exit_status']} | {error} |")
     if summary["missing"]:
-        lines += ["", "Jobs without a report.json or a failure.json (still running, or killed): "
+        lines += ["", "Jobs without a report.json or a failure.json (still running, killed, or never started): "
                   + ", ".join(summary["missing"])]
     return "\n".join(lines) + "\n"
 
@@ -236,6 +262,11 @@ def read_jobs(sweep_dir: Path) -> tuple[dict[str, dict], list[dict], list[str]]:
             reports[job.name] = json.loads((job / "report.json").read_text())
         else:
             missing.append(job.name)
+    plan = sweep_dir / PLAN
+    if plan.is_file():  # jobs the sweep planned that never got a folder (a sweep killed before them)
+        planned = json.loads(plan.read_text()).get("jobs", [])
+        seen = set(reports) | {r["job"] for r in failed} | set(missing)
+        missing += [str(i) for i in range(len(planned)) if str(i) not in seen]
     return reports, failed, missing
 
 

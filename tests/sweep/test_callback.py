@@ -157,3 +157,30 @@ def test_the_summary_gives_each_error_its_interval_and_compares_the_two_best_job
     assert (best["job"], best["val_error_low"], best["val_error_high"]) == ("1", "0.06", "0.13")
     (tmp_path / "0" / "predictions.csv").write_text("split,index,y_true,y_pred\nval,0,0,0\n")
     assert write_summary(tmp_path)["runner_up"]["note"] == "not the same validation samples"
+
+
+def test_an_interrupted_job_is_never_the_best_and_a_job_never_started_is_missing(tmp_path, capsys):
+    """A killed sweep, summarised: job 1 stopped mid-training with the lowest loss so far, job 2 never started."""
+    from dlrun.cli import summary_main
+    from dlrun.sweep.summary import PLAN
+
+    for i, (val, loss) in enumerate([(0.2, 0.9), (0.05, 0.1)]):
+        _job(tmp_path, str(i), [f"reg.dropout={i}", "trainer.resume=auto"], val=val, val_loss=loss)
+        (tmp_path / str(i) / ".hydra").mkdir()
+    report = json.loads((tmp_path / "1" / "report.json").read_text())
+    report["run"].update(interrupted=True, stop_reason="interrupted")
+    (tmp_path / "1" / "report.json").write_text(json.dumps(report))
+    (tmp_path / PLAN).write_text(json.dumps({"jobs": [[f"reg.dropout={i}"] for i in range(3)]}))
+    with pytest.raises(SystemExit) as stop:  # the sweep is not whole: a script learns it from the exit status
+        summary_main([str(tmp_path)])
+    assert stop.value.code == 3
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["best"] == "0" and [r["job"] for r in summary["jobs"]] == ["0", "1"]
+    assert [r["status"] for r in summary["jobs"]] == ["done", "interrupted"] and summary["missing"] == ["2"]
+    assert summary["runner_up"] is None  # a partial training is not compared with the best job
+    assert "trainer.resume" not in summary["jobs"][0]["command"]  # the best job alone is a new run
+    err = capsys.readouterr().err
+    assert "sweep: 3 jobs: 1 finished, 1 interrupted, 1 without a report" in err and "never started): job 2" in err
+    md = (tmp_path / "summary.md").read_text()
+    assert md.startswith("# dlrun sweep summary\n\n3 jobs: 1 finished, 1 interrupted, 1 without a report;")
+    assert "3 jobs: 1 finished" in (tmp_path / "summary.html").read_text()

@@ -99,6 +99,8 @@ def test_a_killed_sweep_resumes_without_retraining_its_finished_jobs(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert not (sweep / "2").exists() and not (sweep / "summary.json").exists()
+    plan = json.loads((sweep / "sweep.json").read_text())["jobs"]  # so that a summary now lists job 2 as missing
+    assert [[o for o in job if o.startswith("trainer.seed=")] for job in plan] == [[f"trainer.seed={i}"] for i in range(3)]
     assert (sweep / "1" / "report.html").is_file() and not (sweep / "1" / "failure.json").exists()  # partial report
     first_job = (sweep / "0" / "metrics.csv").stat().st_mtime_ns
     resumed = run_dlrun(args, tmp_path)
