@@ -65,6 +65,7 @@ def test_float_target_is_regression(tmp_path):
     (1000, 20, "classification"),  # the limit: <= 20 values
     (1000, 21, "regression"),  # too many values
     (100, 6, "regression"),  # 6 values are 6% of 100 rows: a count, not a label
+    (30, 2, "classification"),  # 0/1 is a binary label however few the rows (2 values are 6.7% of 30)
 ])
 def test_auto_task_for_integer_targets(tmp_path, n_rows, n_values, task):
     df = pd.DataFrame({"x": np.arange(n_rows, dtype=float), "label": np.arange(n_rows) % n_values + 1})
@@ -73,7 +74,8 @@ def test_auto_task_for_integer_targets(tmp_path, n_rows, n_values, task):
     assert source.task == task
     if task == "classification":
         assert len(source.class_names) == n_values
-        assert source.class_names[:3] == ["1", "2", "3"] and source.class_names[-1] == str(n_values)  # numeric order
+        assert source.class_names[:3] == [str(v) for v in range(1, min(n_values, 3) + 1)]
+        assert source.class_names[-1] == str(n_values)  # numeric order
         np.testing.assert_array_equal(source.y, df["label"] - 1)
 
 
@@ -86,6 +88,24 @@ def test_forced_classification_and_regression(tmp_path):
     df["label"] = df["label"] % 2
     df.to_csv(tmp_path / "d.csv", index=False)
     assert load(tmp_path / "d.csv", task="regression").task == "regression"
+
+
+def test_a_target_that_cannot_be_a_class_label_is_refused(tmp_path):
+    df = pd.DataFrame({"x": np.arange(50.0), "label": np.ones(50, dtype=int)})
+    df.to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(DlrunError, match="dataset.target='label' holds one class only \\(1\\) in .*at least two"):
+        load(tmp_path / "one.csv")
+    df["label"] = np.linspace(0, 1, 50)
+    df.to_csv(tmp_path / "float.csv", index=False)
+    with pytest.raises(DlrunError, match="needs class labels, but dataset.target='label' holds fractional numbers "
+                                         "such as 0.02.* \\(50 distinct values\\): use dataset.task=regression"):
+        load(tmp_path / "float.csv", task="classification")
+    df["label"] = (np.arange(50) % 2).astype(float)  # 0.0/1.0 written by a float column: whole numbers, labels
+    df.to_csv(tmp_path / "whole.csv", index=False)
+    assert load(tmp_path / "whole.csv", task="classification").class_names == ["0.0", "1.0"]
+    (tmp_path / "empty.csv").write_text("x,label\n")
+    with pytest.raises(DlrunError, match="has a header but no rows"):
+        load(tmp_path / "empty.csv")
 
 
 def test_missing_feature_values_name_columns_and_counts(tmp_path):

@@ -4,7 +4,7 @@ Categorical features (text, category, bool columns) are one-hot encoded with pan
 columns keep their order, then one 0/1 column per category, categories in sorted order. Missing feature
 values are an error, not silently imputed: how to fill them is a modelling choice.
 
-dataset.task=auto reads the target: text, category or bool, or integers with few distinct values (<= 20 and
+dataset.task=auto reads the target: text, category or bool, or integers with few distinct values (two, or <= 20 and
 < 5% of the rows), make a classification task; other numbers a regression. Class names are the sorted distinct
 target values, as strings (integers sort as numbers: 2 before 10).
 """
@@ -33,6 +33,8 @@ def load_tabular(cfg) -> Source:
         raise DlrunError(f"dataset.task={cfg.task!r} is not allowed for dataset=tabular, "
                          f"expected one of {', '.join(TASKS)}")
     table = _read(str(cfg.path))
+    if len(table) == 0:
+        raise DlrunError(f"{cfg.path} has a header but no rows: nothing to train on")
     if cfg.target not in table.columns:
         raise DlrunError(f"dataset.target={cfg.target!r} is not a column of {cfg.path}, expected one of "
                          f"{', '.join(map(str, table.columns))}")
@@ -41,6 +43,8 @@ def load_tabular(cfg) -> Source:
     if features.shape[1] == 0:
         raise DlrunError(f"{cfg.path} has no column besides dataset.target={cfg.target!r}: nothing to learn from")
     _check_missing(cfg, target, features)
+
+    import pandas as pd
 
     task = _infer_task(target) if cfg.task == "auto" else cfg.task
     levels = _levels(features)  # categories come from this (the training) file only
@@ -55,6 +59,14 @@ def load_tabular(cfg) -> Source:
         values: list = []
     else:
         values = _sorted_values(target)
+        if len(values) < 2:
+            raise DlrunError(f"dataset.target={cfg.target!r} holds one class only ({values[0]}) in {cfg.path}: a "
+                             "classifier needs at least two; is it the right column or the right file?")
+        if _is_numeric(target) and not pd.api.types.is_integer_dtype(target.dtype) \
+                and not (target == target.round()).all():
+            raise DlrunError(f"dataset.task=classification needs class labels, but dataset.target={cfg.target!r} "
+                             f"holds fractional numbers such as {target[target != target.round()].iloc[0]:g} "
+                             f"({len(values)} distinct values): use dataset.task=regression (or auto)")
         y = target.map({value: i for i, value in enumerate(values)}).to_numpy(dtype=np.int64)
         class_names = [str(v) for v in values]
     log.info("tabular %s: %d rows, %d features after encoding, %s", cfg.path, len(x), x.shape[1], task)
@@ -135,7 +147,8 @@ def _infer_task(target) -> str:
     if not _is_numeric(target):
         return "classification"
     distinct = target.nunique()
-    few = distinct <= MAX_AUTO_CLASSES and distinct < MAX_AUTO_CLASS_SHARE * len(target)
+    # two integer values (0/1) are a binary label however few the rows are
+    few = distinct <= 2 or (distinct <= MAX_AUTO_CLASSES and distinct < MAX_AUTO_CLASS_SHARE * len(target))
     return "classification" if pd.api.types.is_integer_dtype(target.dtype) and few else "regression"
 
 
