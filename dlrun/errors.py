@@ -18,3 +18,11 @@ EXIT_VERDICT = 5
 
 class DlrunError(Exception):
     """A user mistake (bad config value, missing data, bad resume path): say what was given, what is allowed."""
+
+
+def unreadable_reason(err: BaseException) -> str:
+    """Why torch.load(..., weights_only=True) refused a file, in words (torch's own message is many lines and
+    suggests weights_only=False, which would run the file's code)."""
+    if "GLOBAL" in str(err) or "weights_only" in str(err) and "Unsupported" in str(err):
+        return "it holds objects other than tensors and plain values (refused by weights_only loading, not run)"
+    return "it is truncated, corrupt or not a file that torch.save wrote"

@@ -240,6 +240,12 @@ CASES = [
     ("weights of the wrong shape", lambda t: [f"model.weights={_weights(t, [16, 16])}", "model.hidden=[16,24]"],
      "features.3.weight has shape (16, 16) in the file but (24, 16) in this model"),
     ("weights file missing", lambda t: [f"model.weights={t / 'none.pt'}"], "no such file"),
+    ("weights that are a pickled object", lambda t: [f"model.weights={_checkpoint_file(t, 'pickled_object')}"],
+     "cannot be read: it holds objects other than tensors and plain values (refused by weights_only loading"),
+    ("weights cut short", lambda t: [f"model.weights={_checkpoint_file(t, 'truncated')}"],
+     "cannot be read: it is truncated, corrupt or not a file that torch.save wrote; give a state dict"),
+    ("weights of the first layer's size only", lambda t: [f"model.weights={_weights(t, [16])}", "model.hidden=[24]"],
+     "features.1.weight has shape (16, 64) in the file but (24, 64) in this model"),
     ("weights of another architecture", lambda t: [f"model.weights={_weights(t, [16])}", "model=lenet"],
      "shares no tensor with this model"),
     # a value whose unit the data decide

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from dlrun.errors import DlrunError
+from dlrun.errors import DlrunError, unreadable_reason
 
 
 def _umask() -> int:
@@ -80,10 +80,7 @@ def load(path: Path, required: tuple[str, ...] | None = None) -> dict[str, Any]:
     except FileNotFoundError:
         raise DlrunError(f"checkpoint {path} does not exist") from None
     except Exception as err:  # noqa: BLE001 - unpickling errors of every kind: the file is not a checkpoint we wrote
-        reason = "it holds objects other than tensors and plain values (refused by weights_only loading, not run)" \
-            if "GLOBAL" in str(err) else \
-            "it is truncated, corrupt or not a file that torch.save wrote"
-        raise DlrunError(f"cannot read the checkpoint {path}: {reason}; resume from a run folder that dlrun "
+        raise DlrunError(f"cannot read the checkpoint {path}: {unreadable_reason(err)}; resume from a run folder that dlrun "
                          "wrote, or start a new run") from None
     needed = required if required is not None else REQUIRED.get(path.name, ("model",))
     absent = [key for key in needed if not isinstance(state, dict) or key not in state]

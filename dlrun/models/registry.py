@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from dlrun.errors import DlrunError
+from dlrun.errors import DlrunError, unreadable_reason
 from dlrun.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ def load_weights(model: Net, path: str) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file from the user
-        raise DlrunError(f"model.weights={path!r} is not a loadable state dict: {err}") from None
+        raise DlrunError(f"model.weights={path!r} cannot be read: {unreadable_reason(err)}; give a state dict "
+                         "saved with torch.save(model.state_dict(), path)") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a dlrun checkpoint
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -90,15 +91,15 @@ def load_weights(model: Net, path: str) -> None:
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(state) - set(fitting))
     missing = sorted(set(own) - set(fitting))
-    if not any(k.startswith("features.") for k in fitting):  # a head tensor alone fits by accident
-        raise DlrunError(f"model.weights={path!r} shares no tensor with this model "
-                         f"(its keys start {', '.join(list(state)[:3])}); was it saved from the same architecture?")
     wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape and not k.startswith("head.")]
     if wrong:  # a new head is the point of transfer learning; a feature tensor of another shape is another model
         key = wrong[0]
         raise DlrunError(f"model.weights={path!r}: {key} has shape {tuple(state[key].shape)} in the file but "
                          f"{tuple(own[key].shape)} in this model ({len(wrong)} such tensors); only the head may "
                          "differ: use the model.* sizes and the input size the weights were trained with")
+    if not any(k.startswith("features.") for k in fitting):  # a head tensor alone fits by accident
+        raise DlrunError(f"model.weights={path!r} shares no tensor with this model "
+                         f"(its keys start {', '.join(list(state)[:3])}); was it saved from the same architecture?")
     model.load_state_dict(fitting, strict=False)
     log.info("loaded %d tensors from %s; skipped %s; kept initial %s", len(fitting), path, skipped, missing)
 
