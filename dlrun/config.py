@@ -413,6 +413,8 @@ def validate(cfg: Any) -> None:
     """Check cross-field rules and value ranges; `cfg` is the composed DictConfig or the Config dataclass."""
     # choices, wherever the selected option has the field
     for key in CHOICES:
+        if key == "dataset.task":
+            continue  # each dataset has its own tasks: checked below, naming only those
         group, name = key.split(".")
         node = _get(cfg, group)
         if node is not None and name in _field_names(node):
@@ -540,9 +542,9 @@ def validate(cfg: Any) -> None:
         _check(d.image_size >= 1, f"dataset.image_size must be >= 1, got {d.image_size}")
     if "task" in _field_names(d):
         allowed = {"synthetic": ("classification", "regression", "sequence"),
-                   "tabular": ("auto", "classification", "regression")}.get(d.name)
-        _check(allowed is None or d.task in allowed,
-               f"dataset.task={d.task!r} is not allowed for dataset={d.name}, expected one of {', '.join(allowed or [])}")
+                   "tabular": ("auto", "classification", "regression")}.get(d.name, CHOICES["dataset.task"])
+        _check(d.task in allowed,
+               f"dataset.task={d.task!r} is not allowed for dataset={d.name}, expected one of {', '.join(allowed)}")
     _check(d.max_samples is None or d.max_samples >= 10, f"dataset.max_samples must be >= 10, got {d.max_samples}")
     _check(d.num_workers >= 0, f"dataset.num_workers must be >= 0, got {d.num_workers}")
 

@@ -23,6 +23,6 @@ class DlrunError(Exception):
 def unreadable_reason(err: BaseException) -> str:
     """Why torch.load(..., weights_only=True) refused a file, in words (torch's own message is many lines and
     suggests weights_only=False, which would run the file's code)."""
-    if "GLOBAL" in str(err) or "weights_only" in str(err) and "Unsupported" in str(err):
+    if "GLOBAL" in str(err):
         return "it holds objects other than tensors and plain values (refused by weights_only loading, not run)"
     return "it is truncated, corrupt or not a file that torch.save wrote"

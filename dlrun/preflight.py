@@ -246,8 +246,14 @@ def _explain(err: BaseException, overrides: list[str], conf_dir: str, line: Comm
     if isinstance(cause, ValidationError) and full_key:
         said = re.search(r"Value '(.*?)'", str(cause))
         value = said.group(1) if said else _value_of(full_key, overrides)
+        if "is not Optional" in str(cause):
+            value = "null"  # the value at fault, not the key's last one on the command line
         return f"{full_key}={value!r}: expected {_expected(str(cause))}"
     text = str(err)
+    if "does not support deletion" in text + str(cause):
+        key = full_key or next((o.lstrip("~").split("=", 1)[0] for o in overrides if o.startswith("~")), "?")
+        return (f"~{key}: a key of a group cannot be deleted (the schema gives each one a value); set it with "
+                f"{key}=VALUE, or leave it out for its default")
     present = re.search(r"An item is already at '([^']+)'", text)
     if present:  # `+key=v` for a key the config already has
         key = present.group(1)
@@ -274,6 +280,10 @@ def _value_of(full_key: str, overrides: list[str]) -> str:
 
 
 def _expected(message: str) -> str:
+    if "is not a ListConfig, list or tuple" in message:
+        return "a list such as [64,32] ([] for none)"
+    if "is not Optional" in message:
+        return "a value: this key cannot be null"
     if "to Integer" in message:
         return "an integer"
     if "to Float" in message:
@@ -287,7 +297,7 @@ def _expected(message: str) -> str:
 
 def _missing_option(message: str, conf_dir: str, line: CommandLine) -> str:
     """`group=option` that no config dir or installed Hydra plugin provides; Hydra's message lists what exists."""
-    found = re.search(r"Could not (?:find|load) '(.+)/([^'/]+)'", message)  # load: an option in a list
+    found = re.search(r"Could not (?:find|load) '(.+)/([^'/]*)'", message)  # load: an option in a list
     if not found:
         return _first_line(DlrunError(message))
     group, option = found.groups()

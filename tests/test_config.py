@@ -130,6 +130,12 @@ def test_validation_names_the_key_and_the_rule(override, message):
     (["reg.dropout=abc"], "reg.dropout='abc': expected a number"),
     (["trainer.max_epochs=1.5"], "trainer.max_epochs='1.5': expected an integer"),
     (["early_stop.enabled=maybe"], "early_stop.enabled='maybe': expected true or false"),
+    (["model.hidden=abc"], "model.hidden='abc': expected a list such as [64,32] ([] for none)"),
+    (["reg.dropout=null"], "reg.dropout='null': expected a value: this key cannot be null"),
+    (["trainer.max_epochs=null", "trainer.max_epochs=1"], "trainer.max_epochs='null': expected a value"),
+    (["~reg.dropout"], "~reg.dropout: a key of a group cannot be deleted"),
+    (["reg="], "reg='' is not an option, expected one of default"),
+    (["dataset=synthetic", "dataset.task=foo"], "expected one of classification, regression, sequence"),
 ])
 def test_preflight_names_the_key_and_the_allowed_values(argv, message):
     with pytest.raises(DlrunError) as err:
@@ -225,6 +231,8 @@ def test_slurm_launcher_without_the_plugin_says_what_to_install(monkeypatch):
     (["dataset=synthetic", "dataset.task=auto"], "dataset.task='auto' is not allowed for dataset=synthetic"),
     (["dataset=tabular", "dataset.path=x.csv", "dataset.target=y", "dataset.task=sequence"],
      "expected one of auto, classification, regression"),
+    (["dataset=tabular", "dataset.path=x.csv", "dataset.target=y", "dataset.task=foo"],
+     "dataset.task='foo' is not allowed for dataset=tabular, expected one of auto, classification, regression"),
     (["dataset=image_folder", "dataset.root=/tmp", "dataset.image_size=0"], "dataset.image_size must be >= 1"),
 ])
 def test_validation_of_option_specific_keys(overrides, message):
