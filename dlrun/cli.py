@@ -114,7 +114,9 @@ def _explain_exit(report: dict, code: int, fail_on: list[str]) -> None:
 
     from dlrun.errors import EXIT_DIVERGED
 
-    if code == EXIT_DIVERGED:
+    if code == EXIT_DIVERGED and report["run"]["stop_reason"] == "divergence_threshold":
+        why = "the monitored metric rose above early_stop.divergence_threshold; the report's notes say where"
+    elif code == EXIT_DIVERGED:
         why = "the run diverged (non-finite loss); its report says which learning rate to try next"
     else:
         fired = [f"{name} ({report['diagnosis'][name]['severity']})" for name in fail_on

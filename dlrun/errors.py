@@ -5,7 +5,8 @@ Exit codes, for scripts and schedulers (README "Exit codes"):
   1    a dlrun bug: a Python traceback
   2    a user error, in one line: a bad key or value, missing data, an unusable run folder
   3    a sweep in which at least one job failed (the others ran; the summary lists the failures)
-  4    the run diverged (non-finite loss): it stopped, its report and checkpoints are written
+  4    the run diverged (non-finite loss, or the monitor above early_stop.divergence_threshold): it stopped, its
+       report and checkpoints are written
   5    a verdict listed in report.fail_on fired (a quality gate for CI pipelines and retraining jobs)
   128+N  stopped by signal N after a checkpoint and a partial report (130 Ctrl-C, 143 SIGTERM, 140 SIGUSR2)
 """

@@ -355,7 +355,7 @@ def exit_status(report: dict, fail_on: list[str]) -> int:
 
     if not report:  # a torchrun rank other than 0 writes no report
         return 0
-    if report["run"]["stop_reason"] == "diverged":
+    if report["run"]["stop_reason"] in ("diverged", "divergence_threshold"):
         return EXIT_DIVERGED
     fired = [name for name in fail_on if report["diagnosis"].get(name, {}).get("detected")]
     return EXIT_VERDICT if fired else 0
@@ -371,6 +371,6 @@ def objective(history: Any, early_stop: Any) -> Optional[float]:
     if column is None or not len(column):
         return None
     maximise = early_stop.mode == "max"
-    if not np.isfinite(column).any() or history.stop_reason == "diverged":
+    if not np.isfinite(column).any() or history.stop_reason in ("diverged", "divergence_threshold"):
         return float("-inf") if maximise else float("inf")
     return float(np.nanmax(column) if maximise else np.nanmin(column))

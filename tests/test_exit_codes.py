@@ -25,6 +25,7 @@ def test_exit_status_reads_the_stop_reason_and_the_gate():
     assert exit_status(_report(overfitting="mild"), ["overfitting"]) == EXIT_VERDICT
     assert exit_status(_report(overfitting="mild"), ["distribution_shift"]) == 0
     assert exit_status(_report("diverged", underfitting="severe"), ["underfitting"]) == EXIT_DIVERGED
+    assert exit_status(_report("divergence_threshold"), []) == EXIT_DIVERGED
     assert exit_status({}, ["overfitting"]) == 0  # a torchrun rank without a report
 
 

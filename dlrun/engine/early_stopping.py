@@ -61,7 +61,7 @@ class EarlyStopping:
                 self.stop_reason = "threshold"
                 return True
             if self.divergence_threshold is not None and self.better(self.divergence_threshold, value):
-                self.stop_reason = "diverged"
+                self.stop_reason = "divergence_threshold"  # finite: the user's limit, not a NaN
                 return True
         beaten = self.baseline is None or (self.best is not None
                                            and self.sign * (self.baseline - self.best) > self.min_delta)

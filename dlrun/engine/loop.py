@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("epoch", "train_loss", "train_error", "val_loss", "val_error", "lr", "epoch_seconds")
 TB_TAGS = {"train_loss": "train/loss", "train_error": "train/error", "val_loss": "val/loss", "val_error": "val/error",
            "lr": "opt/lr"}
-STOP_REASONS = ("patience", "max_epochs", "diverged", "interrupted", "baseline", "threshold")
+STOP_REASONS = ("patience", "max_epochs", "diverged", "divergence_threshold", "interrupted", "baseline", "threshold")
 
 
 @dataclass

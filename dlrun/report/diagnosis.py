@@ -425,6 +425,14 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
             _wait_for_the_training_error(finding)
     if history.stop_reason == "interrupted":
         notes.append("the run was interrupted: the figures describe a partial training")
+    if history.stop_reason == "divergence_threshold":
+        monitor = _get(settings, "early_stop.monitor", "val_loss")
+        limit = _get(settings, "early_stop.divergence_threshold", None)
+        last = history.rows[-1].get(monitor) if history.rows else None
+        notes.append(f"early_stop.divergence_threshold={limit} stopped the run at epoch {history.epochs_run}: "
+                     f"{monitor} {last:.4g} is above it (a finite value: not a NaN); the figures are epoch "
+                     f"{history.best_epoch}'s weights, and a longer run needs the threshold raised or removed"
+                     if last is not None else f"early_stop.divergence_threshold={limit} stopped the run")
     still = _still_improving(history, curves, settings, overrides, [under, over, mismatch, shift], notes)
     # after a run that did not train, a symptom's remedy is tried with a learning rate that trains
     safe = {"optim.lr": health.lower_lr(settings)} if untrained else {}
@@ -467,6 +475,11 @@ def _still_improving(history: Any, curves: dict, settings: dict, overrides: list
                  f"over the last epochs drops by more than {100 * stats.FALLING_REL_DROP:g}% of its level, one-sided "
                  f"p < {stats.FALLING_P_VALUE:g}): more epochs may lower the held-out errors: {action.command}")
     return {"epochs_run": history.epochs_run, "val_trend": curves["val_trend"], "action": asdict(action)}
+
+
+def _lift(history: Any) -> dict:
+    """A run that early_stop.divergence_threshold stopped would stop again at the same epoch: a longer run lifts it."""
+    return {"early_stop.divergence_threshold": None} if history.stop_reason == "divergence_threshold" else {}
 
 
 def _versus_linear(evaluation: Any, baselines: dict, tol: float, alpha: float, scale: float) -> Optional[dict]:
@@ -701,7 +714,7 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
         overrides, {"reg.weight_decay": reg.get("weight_decay", 0) / 100, "reg.dropout": 0.0,
                     "reg.l1": reg.get("l1", 0) / 100}))
     raise_lr = Action("raise the learning rate", next_command(overrides, {"optim.lr": lr * 10}))
-    longer = Action("train longer", next_command(overrides, {"trainer.max_epochs": 2 * max_epochs}))
+    longer = Action("train longer", next_command(overrides, {"trainer.max_epochs": 2 * max_epochs, **_lift(history)}))
     bigger = Action("a bigger model", next_command(overrides, _bigger_model(settings)))
     lower_lr = Action("divide the learning rate by 10", next_command(overrides, {"optim.lr": lr / 10}))
 

@@ -174,6 +174,19 @@ def test_a_run_that_did_not_train_gets_the_safe_learning_rate_alone_and_its_symp
     assert "untrained" not in d.underfitting.stats
 
 
+def test_a_divergence_threshold_stop_is_named_and_the_longer_run_lifts_it():
+    """early_stop.divergence_threshold stopped a finite run: not a NaN, and a longer run would stop at once again."""
+    history = _history(train_loss=[2.3], val_loss=[1.01], stop="divergence_threshold", best=1)
+    settings = {**SETTINGS, "early_stop": {"monitor": "val_loss", "divergence_threshold": 0.45}}
+    d = diagnose(history, _evaluation(train=0.5, val=0.52), ReportConfig(), ["early_stop.divergence_threshold=0.45"],
+                 settings, baselines=BASE, class_names=CLASSES)
+    note = next(n for n in d.notes if n.startswith("early_stop.divergence_threshold=0.45 stopped the run at epoch 1"))
+    assert "val_loss 1.01 is above it (a finite value: not a NaN)" in note
+    assert not any("diverged after epoch" in n for n in d.notes)
+    longer = next(a for a in d.underfitting.actions if a.text == "train longer")
+    assert longer.command == "dlrun trainer.max_epochs=40 early_stop.divergence_threshold=null"
+
+
 def test_a_late_divergence_after_a_good_best_epoch_is_a_note_not_underfitting():
     history = _history(train_loss=[1.0, 0.5, 0.3, float("nan")], val_loss=[1.0, 0.5, 0.3, float("nan")],
                        stop="diverged", best=3)
