@@ -36,6 +36,21 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _drop_stub(run_dir: Path) -> None:
+    """A run that stopped on a user error before writing anything leaves no folder behind: Hydra made it with its
+    .hydra/ and log only (an error found while the data loads, say). A folder holding anything else is kept."""
+    import contextlib
+    import re
+    import shutil
+
+    if not run_dir.is_dir() or any(p.name != ".hydra" and p.suffix != ".log" for p in run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", run_dir.parent.name):  # Hydra's outputs/DATE, when this was its only run
+        with contextlib.suppress(OSError):
+            run_dir.parent.rmdir()
+
+
 def _terminate(signum: int, frame) -> None:
     raise KeyboardInterrupt(signum)
 
@@ -81,6 +96,7 @@ def app(cfg: DictConfig) -> float | None:
             raise
         if in_sweep:  # one failing combination does not end the sweep: record it, score it as the worst
             return _job_failed(hc, str(err), 2, "user error")
+        _drop_stub(Path(hc.runtime.output_dir))
         _fail(str(err))
         return None
     except Exception as err:  # noqa: BLE001 - a bug: its traceback goes to the job's log, the sweep goes on

@@ -98,6 +98,12 @@ def _resume_state(cfg: Any) -> Optional[dict]:
 
     path = checkpoint.find(cfg.trainer.resume)
     state = checkpoint.load(path, required=checkpoint.REQUIRED["last.pt"])
+    if cfg.trainer.max_epochs < state["epoch"]:
+        original = state.get("meta", {}).get("config", {}).get("trainer", {}).get("max_epochs")
+        raise DlrunError(f"trainer.max_epochs={cfg.trainer.max_epochs} is below the {state['epoch']} epochs the "
+                         f"checkpoint {path} has trained already: nothing would train; give at least "
+                         f"{state['epoch'] + 1} to train further" + (f" (the run was set to {original})" if original
+                                                                    else ""))
     diffs = _changed_settings(state, cfg)
     if diffs:
         command = " ".join(["dlrun", *state["meta"].get("overrides", []), f"trainer.resume={cfg.trainer.resume}"])

@@ -22,6 +22,8 @@ from dlrun.errors import DlrunError
 _VALUE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", "--cfg", "-c", "--package",
                 "-p", "--experimental-rerun"}
 _NO_RUN_FLAGS = {"-h", "--help", "--hydra-help", "--info", "-i", "--shell-completion", "-sc", "--version"}
+# Hydra's modes, of which a command line may hold one
+_MODES = {"-r", "--run", "-m", "--multirun", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion"}
 # a multirun with more points than this is checked value by value (each swept value once), not point by point
 MAX_POINTS = 256
 
@@ -63,6 +65,11 @@ def check_command_line(argv: list[str], conf_dir: str) -> Optional[Any]:
 
     Returns the composed config of a single run (None for a multirun or a command that does not run)."""
     line = CommandLine(argv)
+    modes = [a for a in argv if a.split("=", 1)[0] in _MODES]
+    if len(modes) > 1:  # Hydra would raise a ValueError with a traceback
+        raise DlrunError(f"{modes[0]} and {modes[1]} do not go together: Hydra does one of --run, --multirun (-m), "
+                         "--cfg, --info and --shell-completion at a time (--cfg job prints one job's config: give one "
+                         "value per key, without -m)")
     if line.skip:
         return None
     _check_launcher(line.overrides)

@@ -153,6 +153,19 @@ def test_a_signal_before_training_says_nothing_was_saved(tmp_path, sig):
     assert "intact" not in err and not (run_dir / "checkpoints").exists()
 
 
+def test_a_user_error_found_while_the_run_starts_leaves_no_folder_behind(tmp_path):
+    """The data file is looked for when the run loads its data, after Hydra made the run folder: that folder, which
+    would hold only .hydra/ and the log, goes; a folder that holds anything else stays."""
+    args = ["dataset=tabular", f"dataset.path={tmp_path / 'missing.csv'}", "dataset.target=y", *FAST]
+    done = run_dlrun([*args, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    assert run_dlrun([*args, f"hydra.run.dir={tmp_path / 'kept'}"], tmp_path).returncode == 2
+    assert (tmp_path / "kept" / "notes.txt").read_text() == "mine"
+
+
 def test_a_second_signal_names_the_checkpoint_only_when_there_is_one(tmp_path, capsys):
     from dlrun.cli import _stop_at_once
 

@@ -137,6 +137,13 @@ def test_resume_accepts_more_epochs_and_more_patience(tmp_path):
     assert result.report["run"]["epochs_run"] == 3
 
 
+def test_resume_refuses_fewer_epochs_than_the_checkpoint_trained(tmp_path):
+    resume = _first(tmp_path)  # 2 epochs trained
+    with pytest.raises(DlrunError, match=r"trainer.max_epochs=1 is below the 2 epochs the checkpoint .* has trained "
+                                         r"already: nothing would train; give at least 3 .*set to 2\)"):
+        run(make_config(trainer={"max_epochs": 1, "resume": resume}), tmp_path / "b", overrides=[])
+
+
 def test_resume_refuses_checkpoints_that_disagree_on_the_best_epoch(tmp_path):
     resume = _first(tmp_path)
     best_path = tmp_path / "a" / "checkpoints" / "best.pt"
