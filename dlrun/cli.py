@@ -117,6 +117,12 @@ def app(cfg: DictConfig) -> float | None:
             f"dlrun: {result.run_dir} already holds a finished run (trainer.resume=auto): not trained again",
             markup=False)
     if result.signal:
+        if in_sweep and hc.launcher.get("_target_", "").endswith("BasicLauncher"):  # this process runs the sweep
+            from rich.console import Console
+
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                f"the sweep stopped in job {hc.job.num}; to continue it (finished jobs are skipped, this one resumes "
+                f"from its checkpoint): {sweep_resume_command(sys.argv[1:], Path(hc.sweep.dir))}", markup=False)
         _hand_on(result.signal)
         sys.exit(result.exit_code)
     if result.exit_code and not in_sweep:  # in a sweep a diverged or gated run is a finished job: the sweep goes on
@@ -150,6 +156,15 @@ def _hand_on(signum: int) -> None:
     handler = signal.getsignal(signum)
     if callable(handler) and handler not in (signal.default_int_handler, _terminate):
         handler(signum, None)
+
+
+def sweep_resume_command(argv: list[str], sweep_dir: Path) -> str:
+    """The sweep's own command line, pointed at its folder with trainer.resume=auto (README "Resuming a sweep")."""
+    import shlex
+
+    keep = [a for a in argv if a.split("=", 1)[0].lstrip("+~") not in ("hydra.sweep.dir", "trainer.resume")]
+    return " ".join([launch_prefix(argv).split(" --config-dir")[0], *(shlex.quote(a) for a in keep),
+                     shlex.quote(f"hydra.sweep.dir={sweep_dir}"), "trainer.resume=auto"])
 
 
 def launch_prefix(argv: list[str] | None = None, environ: dict | None = None) -> str:

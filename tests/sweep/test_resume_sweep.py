@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -103,7 +104,12 @@ def test_a_killed_sweep_resumes_without_retraining_its_finished_jobs(tmp_path):
     assert [[o for o in job if o.startswith("trainer.seed=")] for job in plan] == [[f"trainer.seed={i}"] for i in range(3)]
     assert (sweep / "1" / "report.html").is_file() and not (sweep / "1" / "failure.json").exists()  # partial report
     first_job = (sweep / "0" / "metrics.csv").stat().st_mtime_ns
-    resumed = run_dlrun(args, tmp_path)
+    # the terminal says how to continue the sweep (not the job alone): its own command, resumed in its folder
+    hint = next(line for line in err.splitlines() if line.startswith("the sweep stopped in job 1"))
+    words = shlex.split(hint.split("checkpoint): ", 1)[1])
+    assert words[:2] == ["dlrun", "-m"] and f"hydra.sweep.dir={sweep}" in words and "trainer.resume=auto" in words
+    assert sorted(words[1:]) == sorted(args)
+    resumed = run_dlrun(words[1:], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert (sweep / "0" / "metrics.csv").stat().st_mtime_ns == first_job  # job 0 was not retrained
     assert "already holds a finished run" in resumed.stderr
