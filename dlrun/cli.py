@@ -188,7 +188,6 @@ def _job_failed(hc, error: str, exit_status: int, kind: str) -> float:
 
     record_failure(Path(hc.runtime.output_dir), list(hc.overrides.task), error, exit_status, kind)
     from rich.console import Console
-
     from rich.markup import escape
 
     Console(stderr=True, highlight=False, soft_wrap=True).print(

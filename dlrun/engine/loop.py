@@ -150,8 +150,8 @@ def catch_signals(doing: str = "finishing the current batch, then saving"):
         return
 
     def handler(signum, frame):  # noqa: ARG001
-        if flag.signal is not None:  # a second Ctrl-C: the user means it
-            raise KeyboardInterrupt
+        if flag.signal is not None:  # a second Ctrl-C: the user means it (cli.py names the signal and exits 128 + N)
+            raise KeyboardInterrupt(signum)
         flag.signal = signum
         log.warning("received %s: %s", signal.Signals(signum).name, doing)
 

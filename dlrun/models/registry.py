@@ -91,15 +91,17 @@ def load_weights(model: Net, path: str) -> None:
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(state) - set(fitting))
     missing = sorted(set(own) - set(fitting))
+    features = {k for k in own if k.startswith("features.")}
+    same_layers = {k for k in state if k.startswith("features.")} == features  # the same network, other sizes?
+    if not same_layers and not any(k.startswith("features.") for k in fitting):  # a head tensor fits by accident
+        raise DlrunError(f"model.weights={path!r} shares no tensor with this model "
+                         f"(its keys start {', '.join(list(state)[:3])}); was it saved from the same architecture?")
     wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape and not k.startswith("head.")]
     if wrong:  # a new head is the point of transfer learning; a feature tensor of another shape is another model
         key = wrong[0]
         raise DlrunError(f"model.weights={path!r}: {key} has shape {tuple(state[key].shape)} in the file but "
                          f"{tuple(own[key].shape)} in this model ({len(wrong)} such tensors); only the head may "
                          "differ: use the model.* sizes and the input size the weights were trained with")
-    if not any(k.startswith("features.") for k in fitting):  # a head tensor alone fits by accident
-        raise DlrunError(f"model.weights={path!r} shares no tensor with this model "
-                         f"(its keys start {', '.join(list(state)[:3])}); was it saved from the same architecture?")
     model.load_state_dict(fitting, strict=False)
     log.info("loaded %d tensors from %s; skipped %s; kept initial %s", len(fitting), path, skipped, missing)
 

@@ -71,7 +71,7 @@ def test_a_missing_file_is_a_user_error(tmp_path):
 def test_a_file_that_is_not_a_state_dict_is_a_user_error(tmp_path):
     path = tmp_path / "notes.pt"
     path.write_text("not a checkpoint")
-    with pytest.raises(DlrunError, match="not a loadable state dict"):
+    with pytest.raises(DlrunError, match="cannot be read: it is truncated, corrupt or not a file that torch.save wrote"):
         build(dataclasses.replace(SOURCES["lenet"], weights=str(path)), SHAPE, 7, REG)
 
 
