@@ -62,7 +62,7 @@ class TerminalUI:
         if not out.is_terminal:
             out = Console(width=120)
         run = report["run"]
-        best = f"best {run['best_epoch']}" if run["best_epoch"] else "no finite epoch"
+        best = f"weights of epoch {run['best_epoch']}" if run["best_epoch"] else "no finite epoch"
         out.print(f"[bold]{run['model']} on {run['dataset']}[/]: {run['epochs_run']} epochs ({best}), stopped: "
                   f"{run['stop_reason']}")
         table = Table()

@@ -209,6 +209,7 @@ def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], split
         "stop_reason": history.stop_reason, "wall_seconds": history.wall_seconds, "parameters": n_params,
         "model": cfg.model.family, "dataset": cfg.dataset.name, "task": splits.task,
         "shift": splits.shift, "interrupted": history.stop_reason == "interrupted",
+        "interval_level": 1 - cfg.report.alpha,  # the confidence of every interval in metrics
         "world_size": history.world_size, "notes": list(getattr(history, "notes", [])),
         "origins": getattr(splits, "origins", None) or {"val": "split", "test": "split"},
         # what a sweeper optimises and the sweep summary ranks by: one metric, one direction (early_stop.monitor)
@@ -217,6 +218,8 @@ def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], split
     }
     if history.stop_reason == "interrupted":
         run_info["resume_command"] = resume_command(overrides, run_dir, launch)
+    # the data's shape beside the config: a suggested change must fit both (no image augmentation for a table)
+    settings = {**settings, "data": {"in_shape": list(splits.in_shape)}}
     diagnosis = diagnose(history, evaluation, cfg.report, overrides, settings=settings, baselines=baselines,
                          class_names=splits.class_names)
     _relaunch(diagnosis, launch)

@@ -72,25 +72,40 @@ class Diagnosis:
 
 
 def next_command(overrides: list[str], changes: dict[str, Any]) -> str:
-    """`dlrun` + this run's overrides, minus resume and any key in `changes` (a group such as `model` takes its
-    keys `model.*` with it: they belong to the old option), plus `changes`."""
+    """`dlrun` + this run's overrides, minus resume and overwrite (a next run goes to a new folder) and any key in
+    `changes` (a group such as `model` takes its keys `model.*` with it: they belong to the old option), plus
+    `changes`."""
     keep = []
     for item in overrides:
         key = item.split("=", 1)[0].lstrip("+~")
-        if key in changes or key == "trainer.resume" or key.split(".", 1)[0] in changes:
+        if key in changes or key in ("trainer.resume", "trainer.overwrite") or key.split(".", 1)[0] in changes:
             continue
         keep.append(item)
-    for key, value in changes.items():
-        if isinstance(value, (list, tuple)):
-            value = "[" + ",".join(str(v) for v in value) + "]"
-        elif isinstance(value, float):
-            value = f"{value:g}"
-        elif value is None:
-            value = "null"
-        elif isinstance(value, bool):
-            value = str(value).lower()
-        keep.append(f"{key}={value}")
+    keep += [f"{key}={_override_value(value)}" for key, value in changes.items()]
     return " ".join(["dlrun"] + [shlex.quote(item) for item in keep])
+
+
+def _override_value(value: Any) -> str:
+    """A value as the command line writes it."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "null" if value is None else str(value)
+
+
+def _changes_nothing(command: str, overrides: list[str], settings: dict) -> bool:
+    """Every value the command sets beyond this run's overrides is the value this run had: it would repeat the run
+    (split.train_dev=0.1 suggested to a run with split.train_dev=0.1)."""
+    missing = object()
+    for word in set(shlex.split(command)[1:]) - set(overrides):
+        key, _, value = word.partition("=")
+        current = _get(settings, key.lstrip("+~"), missing)
+        if current is missing or isinstance(current, dict) or _override_value(current) != value:
+            return False
+    return True
 
 
 def _bigger_model(settings: dict) -> dict[str, Any]:
@@ -400,7 +415,11 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
         # learning rate stays first (the run must train at all before anything else can be judged)
         under.evidence.append("training health: " + "; ".join(f"{h.name.replace('_', ' ')} ({h.evidence})"
                                                                for h in causes))
-        at = 1 if history.stop_reason == "diverged" and under.actions else 0
+        # the curve's own first remedy stays first when it is the safe learning rate after a divergence, or less
+        # regularisation when the run is regularised (weight decay 10 makes the gradients vanish: the symptom's
+        # remedies come after its cause's)
+        first = under.actions[0].text if under.actions else ""
+        at = 1 if (history.stop_reason == "diverged" or first.startswith("less regularisation")) and first else 0
         lr = float(_get(settings, "optim.lr", 1e-3))
         # one direction for the learning rate: a loss that barely moved or still falls says the steps are not too
         # big, so a health finding's "lower the learning rate" would contradict the curve's "raise it"
@@ -418,8 +437,9 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     if untrained:
         versus = None  # a network that did not train: the underfitting finding says why, not a linear model
     if versus and versus["fires"]:
-        _say_a_linear_model_does_better(versus, under, over, task, tol, target_scale, overrides, settings, notes)
-    shift = _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, target_scale, notes)
+        _say_a_linear_model_does_better(versus, under, over, task, tol, target_scale, overrides, settings, notes,
+                                        outputs=num_classes if task == "classification" else 1)
+    shift = _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, target_scale, notes, settings)
     if under.detected and not under.stats.get("no_signal"):
         for finding in (over, mismatch, shift):
             _wait_for_the_training_error(finding)
@@ -439,7 +459,7 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     fired = {name for name, f in {"underfitting": under, "overfitting": over, "data_mismatch": mismatch}.items()
              if f.detected and f.actions}
     notes.insert(0, focus_note(decomposition, ref.name, task, shift.detected, fired))
-    _drop_repeated_commands([under, over, mismatch, shift])
+    _drop_repeated_commands([under, over, mismatch, shift], overrides, settings)
     return Diagnosis(underfitting=under, overfitting=over, distribution_shift=shift, data_mismatch=mismatch,
                      decomposition=decomposition, notes=notes, shift_tests=tests, per_class=_jsonable(table),
                      curves=curves, intervals={name: [f.low, f.high] for name, f in fig.items()},
@@ -467,6 +487,9 @@ def _still_improving(history: Any, curves: dict, settings: dict, overrides: list
     {epochs_run, val_trend, action {text, command}} for report.json (dlrun-iterate tries it when nothing fired)."""
     if history.stop_reason != "max_epochs" or curves.get("val_trend") != "falling":
         return None
+    val_loss = history.column("val_loss")
+    if not np.isfinite(val_loss[-1]) or val_loss[-1] > np.nanmin(val_loss):
+        return None  # falling again, but above its minimum: a U-curve (overfitting), not a run still improving
     epochs = _get(settings, "trainer.max_epochs", history.epochs_run)
     action = Action("train longer", next_command(overrides, {"trainer.max_epochs": 2 * epochs}))
     if any(a.command == action.command for f in findings for a in f.actions):
@@ -509,7 +532,7 @@ def _linear_gap(versus: dict, task: str, scale: float) -> Gap:
 
 
 def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding, task: str, tol: float, scale: float,
-                                    overrides: list[str], settings: dict, notes: list[str]) -> None:
+                                    overrides: list[str], settings: dict, notes: list[str], outputs: int = 1) -> None:
     """Evidence for the finding that fired (underfitting first: it is about training at all), or a note when none
     did; with a linear model as the next run (an MLP without hidden layers)."""
     if under.stats.get("no_signal"):
@@ -530,7 +553,9 @@ def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding,
     if finding is not None:
         finding.evidence.append(text)
         finding.actions.append(action)
-        if finding is under and any(a.text == "a bigger model" for a in under.actions):
+        hidden = list(model.get("hidden", [])) if model.get("family") == "mlp" else []
+        bottleneck = bool(hidden) and min(hidden) < outputs  # narrower than its outputs: less than a linear model
+        if finding is under and any(a.text == "a bigger model" for a in under.actions) and not bottleneck:
             # a model with far less capacity does better: capacity is not what this network lacks
             under.actions = [a for a in under.actions if a.text != "a bigger model"]
             under.evidence.append("so more capacity is not what the network lacks: no bigger model is suggested")
@@ -595,13 +620,15 @@ def _jsonable(table: Optional[dict]) -> Optional[dict]:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in table.items()}
 
 
-def _drop_repeated_commands(findings: list[Finding]) -> None:
-    """A command appears once in the report: the first finding that suggests it keeps it."""
+def _drop_repeated_commands(findings: list[Finding], overrides: list[str] = (),
+                            settings: Optional[dict] = None) -> None:
+    """A command appears once in the report: the first finding that suggests it keeps it; none repeats this run (a
+    change to a value the run already has)."""
     seen: set[str] = set()
     for f in findings:
         kept = []
         for action in f.actions:
-            if action.command not in seen:
+            if action.command not in seen and not _changes_nothing(action.command, list(overrides), settings or {}):
                 seen.add(action.command)
                 kept.append(action)
         f.actions = kept
@@ -794,7 +821,8 @@ def _data_mismatch(fig, evaluation, task, tol, alpha, overrides, scale) -> Findi
     return f
 
 
-def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, scale, notes) -> Finding:
+def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, scale, notes,
+           settings: Optional[dict] = None) -> Finding:
     """Test worse than validation (labels), with the label-free tests as evidence of why.
 
     alpha is split: alpha/2 for the error gap, alpha/2 for the label-free family (each test at alpha/2 over their
@@ -802,6 +830,7 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
     (benchmarks/calibrate_diagnosis.py measures it). Validation chose the epoch, so its error is optimistic: that
     selection bias is part of the val-to-test gap and is absorbed by the tolerance, which the gap's lower bound must
     exceed."""
+    settings = settings or {}
     from dlrun.report import evidence
 
     f = Finding()
@@ -847,9 +876,12 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
         f.actions.append(Action("the class priors changed: reweight the classes to the test priors or resample "
                                 "the training data; a train-dev split separates variance from mismatch",
                                 next_command(overrides, {"split.train_dev": 0.1})))
-    else:
+    elif health.fits({"reg.augment.rotation": 15}, settings):
         f.actions.append(Action("augment the training data with the transformation suspected (noise, rotation)",
                                 next_command(overrides, {"reg.augment.noise": 0.3, "reg.augment.rotation": 15})))
+    else:  # rotation is for images; a table or a sequence gets input noise
+        f.actions.append(Action("augment the training data with the transformation suspected (input noise)",
+                                next_command(overrides, {"reg.augment.noise": 0.3})))
     f.actions.append(Action("review the test data and the per-class errors; a train-dev split separates variance "
                             "from data mismatch", next_command(overrides, {"split.train_dev": 0.1})))
     return f

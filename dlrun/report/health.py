@@ -180,9 +180,30 @@ DETECTORS: tuple[Callable[..., list[HealthFinding]], ...] = (exploding, vanishin
                                                               oscillating, slow)
 
 
+def fits(change: dict[str, Any], settings: dict) -> bool:
+    """A suggested change this run can take: model.* keys that the chosen model has (unless the change picks another
+    model), and image-only models and augmentations only for image inputs (settings["data"]["in_shape"])."""
+    from dlrun.data.augment import IMAGE_ONLY
+
+    in_shape = _get(settings, "data.in_shape")
+    image = in_shape is None or len(in_shape) == 3
+    model = settings.get("model") or {}
+    for key, value in change.items():
+        if key == "model" and value not in ("mlp", "lstm", "gru") and not image:
+            return False
+        if key.startswith("model.") and "model" not in change and model and key.split(".", 1)[1] not in model:
+            return False
+        if key.startswith("reg.augment.") and key.rsplit(".", 1)[1] in IMAGE_ONLY and not image:
+            return False
+    return True
+
+
 def check(dynamics: list[dict], rows: list[dict], settings: dict) -> list[HealthFinding]:
     """Every training-health finding, most telling first (exploding before vanishing: a blow-up explains the rest)."""
     found = [f for detector in DETECTORS for f in detector(dynamics, rows, settings)]
+    for f in found:  # only the remedies this run's model and data can take (no model.activation for AlexNet)
+        kept = [(change, text) for change, text in zip(f.changes, f.texts) if fits(change, settings)]
+        f.changes, f.texts = [c for c, _ in kept], [t for _, t in kept]
     names = {f.name for f in found}
     if "exploding_gradients" in names:
         found = [f for f in found if f.name != "oscillating_loss"]  # the same symptom, one cause

@@ -290,7 +290,9 @@ def _focus_sentence(decomposition: dict, percent: bool, fired: set[str] = frozen
         amount = f" (at least {_value(bias_range[0], percent)}, the largest"
     else:
         amount = f" ({_with_interval(decomposition.get(focus), intervals.get(focus), percent)}, the largest"
-    return f"Work first on {_label(focus)}{amount} of Ng's error terms): {focus_advice(focus, fired)}."
+    shift = ("; the gap from validation to test is the distribution-shift finding's (see its next runs)"
+             if "distribution_shift" in fired else "")
+    return f"Work first on {_label(focus)}{amount} of Ng's error terms): {focus_advice(focus, fired)}{shift}."
 
 
 def first_action(report: dict) -> dict | None:

@@ -7,7 +7,7 @@ import base64
 import io
 from pathlib import Path
 
-from dlrun.sweep.summary import _number, command, fmt, runner_up_sentence, tally, with_interval
+from dlrun.sweep.summary import _number, command, fmt, interval_words, runner_up_sentence, tally, with_interval
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -19,6 +19,7 @@ def html(summary: dict, plots: bool = True) -> str:
     env.filters["fmt"] = fmt
     figures = {key: param_plot(summary, key) for key in summary["swept"]} if plots and summary["jobs"] else {}
     return env.get_template("summary.html.j2").render(s=summary, command=command, figures=figures, tally=tally(summary),
+                                                      intervals=interval_words(summary),
                                                       with_interval=with_interval,
                                                       runner_up=runner_up_sentence(summary))
 

@@ -61,6 +61,7 @@ def _row(job: str, report: dict) -> dict:
         "test_error": metrics.get("test", {}).get("error"), "best_epoch": run["best_epoch"],
         **{f"{split}_interval": metrics.get(split, {}).get("error_interval") for split in ("train", "val", "test")},
         "stop_reason": run["stop_reason"], "wall_seconds": run.get("wall_seconds"),
+        "interval_level": run.get("interval_level", 0.95),
         "verdicts": {f: (report["diagnosis"][f]["severity"] if report["diagnosis"][f]["detected"] else "no")
                      for f in FINDINGS if f in report["diagnosis"]},
     }
@@ -172,6 +173,12 @@ def runner_up_sentence(summary: dict) -> str:
     return f"{head} on the same {vs['n']} samples: {difference_text(vs, task)}, {verdict_text(vs)}: {meaning}."
 
 
+def interval_words(summary: dict) -> str:
+    """The confidence of the jobs' intervals (1 - report.alpha): "95%", or what it is when jobs differ."""
+    levels = {r.get("interval_level", 0.95) for r in summary["jobs"]}
+    return f"{100 * levels.pop():.3g}%" if len(levels) == 1 else "(each job's 1 - report.alpha)"
+
+
 def tally(summary: dict) -> str:
     """"4 jobs: 2 finished, 1 interrupted, 1 failed": every job of the sweep, by what became of it."""
     parts = {"finished": sum(r["status"] == "done" for r in summary["jobs"]),
@@ -207,7 +214,7 @@ def render_markdown(summary: dict) -> str:
                      f"{r['best_epoch']} | {r['stop_reason']} | "
                      f"{v.get('underfitting')} | {v.get('overfitting')} | {v.get('distribution_shift')} |")
     if summary["best"] is not None:
-        lines += ["", "Errors with their 95% intervals. " + runner_up_sentence(summary), "",
+        lines += ["", f"Errors with their {interval_words(summary)} intervals. " + runner_up_sentence(summary), "",
                   "The best job alone:", "", "```bash", summary["jobs"][0]["command"], "```"]
     if summary["folds"]:
         lines += ["", "## Cross-validation: mean and standard deviation across folds", "",

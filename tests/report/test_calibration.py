@@ -23,7 +23,9 @@ pytestmark = pytest.mark.slow
 
 K = 10
 ALPHA, TOL = 0.05, 0.05
-SETTINGS = {"model": {"family": "mlp", "hidden": [64]}, "reg": {}, "optim": {"lr": 1e-3, "name": "adam"},
+MODEL = {"family": "mlp", "hidden": [64], "activation": "relu", "weights": None, "freeze": "none", "init": "default",
+         "init_bias": None}
+SETTINGS = {"model": MODEL, "reg": {}, "optim": {"lr": 1e-3, "name": "adam"},
             "trainer": {"max_epochs": 20}}
 
 

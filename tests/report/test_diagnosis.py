@@ -41,7 +41,9 @@ def _history(val_loss=None, train_loss=None, stop="patience", best=None) -> Hist
     return History(rows=rows, best_epoch=best, stop_reason=stop, wall_seconds=1.0, device="cpu", precision="32")
 
 
-SETTINGS = {"model": {"family": "mlp", "hidden": [64]}, "reg": {"dropout": 0.0, "weight_decay": 0.0, "l1": 0.0},
+MODEL = {"family": "mlp", "hidden": [64], "activation": "relu", "weights": None, "freeze": "none", "init": "default",
+         "init_bias": None}
+SETTINGS = {"model": MODEL, "reg": {"dropout": 0.0, "weight_decay": 0.0, "l1": 0.0},
             "optim": {"lr": 1e-3}, "trainer": {"max_epochs": 20}}
 BASE = {"chance_error": 0.75, "simple_train_error": 0.05, "simple_val_error": 0.08, "target_scale": 1.0}
 CLASSES = [str(i) for i in range(K)]
@@ -497,7 +499,8 @@ def test_the_focus_points_at_its_findings_next_runs_when_that_fired():
 
 
 def test_next_command_replaces_keys_and_quotes_for_the_shell():
-    assert next_command(["model=mlp", "reg.dropout=0.1", "trainer.resume=/x"], {"reg.dropout": 0.3}) == \
+    assert next_command(["model=mlp", "reg.dropout=0.1", "trainer.resume=/x", "trainer.overwrite=true"],
+                        {"reg.dropout": 0.3}) == \
         "dlrun model=mlp reg.dropout=0.3"
     assert next_command([], {"model.hidden": [128, 64], "optim.lr": 1e-4}) == \
         "dlrun 'model.hidden=[128,64]' optim.lr=0.0001"
@@ -514,3 +517,77 @@ def test_a_linear_model_that_memorised_its_rows_is_not_the_reference():
     honest = {**memorised, "simple_val_error": 0.03}  # a linear model that generalises: its training error counts
     assert _diagnose(_evaluation(train=0.12, val=0.15, test=0.15, n=(1000, 600, 600)),
                      baselines={**honest, "simple_train_n": 1000}).underfitting.detected
+
+
+def test_every_suggested_command_fits_the_runs_model_and_data():
+    """A next run that dlrun would refuse is a wrong sentence: no model.activation for a model without one, no
+    residual network or image augmentation for a table."""
+    from dlrun.report import health
+    from tests.report.test_health import _rows
+
+    alexnet = {**SETTINGS, "model": {"family": "alexnet", "weights": None, "freeze": "none", "init": "default",
+                                     "init_bias": None, "width": 1}, "data": {"in_shape": [1, 8, 8]}}
+    dead = health.check(_rows(dead=0.9), [{"train_loss": 2.3}] * 3, alexnet)
+    commands = [next_command([], c) for h in dead for c in h.changes]
+    assert commands and not any("model.activation" in c for c in commands)
+    assert any("model.init=kaiming" in c for c in commands)
+    table = {**SETTINGS, "data": {"in_shape": [20]}}
+    vanishing = health.check(_rows(ratio_first_last=1e-4), [{"train_loss": 2.0 * 0.7 ** i} for i in range(8)], table)
+    assert vanishing and not any(c.get("model") == "resnet" for h in vanishing for c in h.changes)
+    images = {**SETTINGS, "data": {"in_shape": [1, 8, 8]}}
+    assert any(c.get("model") == "resnet" for h in health.check(_rows(ratio_first_last=1e-4),
+               [{"train_loss": 2.0 * 0.7 ** i} for i in range(8)], images) for c in h.changes)
+    # a distribution shift on a table: input noise, not rotation
+    shifted = _evaluation(test=0.25, probs_shift=2.0, feature_shift=1.0)
+    d = diagnose(_history(), shifted, ReportConfig(), [], table, baselines=BASE, class_names=CLASSES)
+    assert d.distribution_shift.detected and not any("rotation" in a.command for a in d.distribution_shift.actions)
+    assert any("reg.augment.noise=0.3" in a.command for a in d.distribution_shift.actions)
+    d = diagnose(_history(), shifted, ReportConfig(), [], images, baselines=BASE, class_names=CLASSES)
+    assert any("reg.augment.rotation=15" in a.command for a in d.distribution_shift.actions)
+    # a change to a value the run already has would repeat it: not suggested
+    with_dev = {**SETTINGS, "split": {"train_dev": 0.1}}
+    d = diagnose(_history(), shifted, ReportConfig(), ["split.train_dev=0.1"], with_dev, baselines=BASE,
+                 class_names=CLASSES)
+    assert d.distribution_shift.detected and d.distribution_shift.actions
+    assert not any(a.command == "dlrun split.train_dev=0.1" for f in d.findings().values() for a in f.actions)
+    # ... also when the value comes from a preset, not from the command line
+    d = diagnose(_history(), shifted, ReportConfig(), ["experiment=mine"], with_dev, baselines=BASE,
+                 class_names=CLASSES)
+    assert not any("split.train_dev=0.1" in a.command for f in d.findings().values() for a in f.actions)
+
+
+def test_under_regularisation_less_regularisation_stays_the_first_remedy():
+    """reg.weight_decay=10: the loss barely moves and the gradients vanish; the symptom's remedies follow its cause."""
+    from tests.report.test_health import _rows
+
+    flat = _history(train_loss=[2.3] * 12, val_loss=[2.3] * 12)
+    flat.dynamics = _rows(ratio_first_last=1e-4)  # vanishing gradients
+    settings = {**SETTINGS, "reg": {"dropout": 0.0, "weight_decay": 10.0, "l1": 0.0}}
+    d = diagnose(flat, _evaluation(train=0.5, val=0.52), ReportConfig(), ["reg.weight_decay=10"], settings,
+                 baselines=BASE, class_names=CLASSES)
+    assert any("vanishing gradients" in e for e in d.underfitting.evidence)
+    assert d.underfitting.actions[0].text.startswith("less regularisation")
+    assert any(a.text.startswith("vanishing gradients") for a in d.underfitting.actions[1:])
+
+
+def test_a_falling_validation_loss_above_its_minimum_is_a_u_curve_not_a_run_still_improving():
+    u = list(np.linspace(1.0, 0.3, 13)) + list(np.linspace(0.35, 0.6, 22)) + [0.55, 0.5, 0.46, 0.43, 0.41]
+    history = _history(val_loss=u, stop="max_epochs", best=40)
+    d = _diagnose(_evaluation(train=0.0, val=0.10), history=history)
+    assert d.still_improving is None and not any("still falling" in n for n in d.notes)
+    falling = _history(val_loss=list(np.linspace(1.0, 0.3, 20)), stop="max_epochs", best=20)
+    assert _diagnose(_evaluation(), history=falling).still_improving is not None  # at its minimum: still improving
+
+
+def test_a_network_narrower_than_its_outputs_keeps_the_bigger_model():
+    """model.hidden=[2] for 4 classes: a linear model does better because the bottleneck has less capacity, so
+    'more capacity is not what the network lacks' would be false."""
+    flat = _history(train_loss=[2.3] * 12, val_loss=[2.3] * 12)
+    evaluation = _evaluation(train=0.5, val=0.52)
+    perfect = {**BASE, "simple_val_error": 0.0, "simple_val_pred": evaluation.splits["val"].y_true.copy()}
+    narrow = {**SETTINGS, "model": {**SETTINGS["model"], "hidden": [2]}}
+    d = diagnose(flat, evaluation, ReportConfig(), ["model.hidden=[2]"], narrow, baselines=perfect,
+                 class_names=CLASSES)
+    assert d.underfitting.detected and d.versus_linear["fires"]
+    assert "a bigger model" in [a.text for a in d.underfitting.actions]
+    assert not any("more capacity is not what the network lacks" in e for e in d.underfitting.evidence)

@@ -78,7 +78,9 @@ def _rows(ratio_first_last=1.0, dead=0.0, saturated=0.0, epochs=3, nonfinite_fro
     return rows
 
 
-SETTINGS = {"optim": {"lr": 0.1}, "trainer": {"batch_size": 64}, "model": {"activation": "sigmoid"}}
+SETTINGS = {"optim": {"lr": 0.1}, "trainer": {"batch_size": 64},
+            "model": {"family": "mlp", "activation": "sigmoid", "weights": None, "freeze": "none", "init": "default",
+                      "init_bias": None}}
 FALLING = [{"train_loss": 2.0 * 0.7 ** i} for i in range(8)]
 
 

@@ -157,3 +157,14 @@ def test_without_a_finding_the_first_command_is_a_notes_suggestion(capsys):
     assert "next: No finding fired; a note suggests: train longer" in out and longer["command"] in out.splitlines()
     report["evidence"]["still_improving"] = None
     assert first_action(report) is None
+
+
+def test_the_focus_sentence_points_at_the_shift_finding_when_it_fired():
+    """Focus on variance and a first command for the shift must not read as two directions without a word."""
+    from dlrun.report.render import _focus_sentence
+
+    decomposition = {"focus": "variance", "variance": 0.022, "intervals": {"variance": [0.011, 0.043]}}
+    plain = _focus_sentence(decomposition, True, set())
+    assert plain.startswith("Work first on variance") and "distribution-shift" not in plain
+    assert "the gap from validation to test is the distribution-shift finding's" in _focus_sentence(
+        decomposition, True, {"distribution_shift"})

@@ -184,3 +184,14 @@ def test_an_interrupted_job_is_never_the_best_and_a_job_never_started_is_missing
     md = (tmp_path / "summary.md").read_text()
     assert md.startswith("# dlrun sweep summary\n\n3 jobs: 1 finished, 1 interrupted, 1 without a report;")
     assert "3 jobs: 1 finished" in (tmp_path / "summary.html").read_text()
+
+
+def test_the_summary_gives_the_intervals_level_the_jobs_used(tmp_path):
+    for i in range(2):
+        _job(tmp_path, str(i), [f"reg.dropout={i}"], val=0.1 + i / 10, val_loss=0.5 + i)
+        report = json.loads((tmp_path / str(i) / "report.json").read_text())
+        report["run"]["interval_level"] = 0.8  # report.alpha=0.2
+        (tmp_path / str(i) / "report.json").write_text(json.dumps(report))
+    write_summary(tmp_path)
+    assert "Errors with their 80% intervals." in (tmp_path / "summary.md").read_text()
+    assert "Errors with their 80% intervals." in (tmp_path / "summary.html").read_text()
