@@ -217,7 +217,12 @@ def _headline(name: str, finding: dict, metrics: dict, percent: bool) -> str:
     the bound the verdict tests are the diagnosis's first line of evidence)."""
     stats = finding.get("stats") or {}
     unit = "error" if percent else "RMSE"
-    if name == "underfitting" and "reference" in stats:
+    if name == "underfitting" and stats.get("no_signal") and "val" in metrics:  # judged on held-out data vs chance
+        val = metrics["val"]
+        text = (f"validation {unit} {_with_interval(val['error'], val.get('error_interval'), percent)} vs chance "
+                f"{_value(stats.get('chance_error'), percent)} and a linear model's "
+                f"{_value(stats.get('simple_val_error'), percent)}")
+    elif name == "underfitting" and "reference" in stats:
         train = metrics["train"]
         text = (f"training {unit} {_with_interval(train['error'], train.get('error_interval'), percent)} vs "
                 f"{stats['reference_name']} {_value(stats['reference'], percent)}")

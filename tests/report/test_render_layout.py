@@ -168,3 +168,18 @@ def test_the_focus_sentence_points_at_the_shift_finding_when_it_fired():
     assert plain.startswith("Work first on variance") and "distribution-shift" not in plain
     assert "the gap from validation to test is the distribution-shift finding's" in _focus_sentence(
         decomposition, True, {"distribution_shift"})
+
+
+def test_a_no_signal_verdict_heads_with_the_held_out_numbers_it_was_judged_on():
+    """'Training error 55.9% vs a linear model's 58.6%' reads as a training error below its reference: the verdict
+    compares validation error with chance and with a linear model."""
+    from dlrun.report.render import _headline
+
+    finding = {"stats": {"no_signal": True, "reference": 0.586, "reference_name": "a linear model's training error",
+                         "chance_error": 0.5, "simple_val_error": 0.51}}
+    metrics = {"train": {"error": 0.559, "error_interval": [0.531, 0.587]},
+               "val": {"error": 0.49, "error_interval": [0.44, 0.54]}}
+    line = _headline("underfitting", finding, metrics, True)
+    assert line.startswith("Validation error 49.0% [44.0, 54.0] vs chance 50.0% and a linear model's 51.0%"), line
+    del finding["stats"]["no_signal"]
+    assert _headline("underfitting", finding, metrics, True).startswith("Training error 55.9%")
