@@ -51,17 +51,30 @@ def _drop_stub(run_dir: Path) -> None:
             run_dir.parent.rmdir()
 
 
+def _sweep_dir(argv: list[str]) -> Path | None:
+    """The running sweep's folder (a joblib or submitit launcher was waiting for its jobs): hydra.sweep.dir, or the
+    one Hydra set up; None before it exists."""
+    from hydra.core.hydra_config import HydraConfig
+
+    chosen = [o.split("=", 1)[1] for o in CommandLine(argv).overrides if o.startswith("hydra.sweep.dir=")]
+    folder = Path(chosen[-1]) if chosen else Path(HydraConfig.get().sweep.dir) if HydraConfig.initialized() else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
 def _terminate(signum: int, frame) -> None:
     raise KeyboardInterrupt(signum)
 
 
-def _stop_at_once(err: KeyboardInterrupt, run_dir: Path | None) -> None:
+def _stop_at_once(err: KeyboardInterrupt, run_dir: Path | None, sweep_dir: Path | None = None) -> None:
     """A signal dlrun did not get to answer (before training, or a second one): say what it leaves on disk, and exit
-    with 128 + its number."""
+    with 128 + its number. In a sweep, how to continue the sweep (its jobs keep their last checkpoints)."""
     import signal
 
     signum = err.args[0] if err.args and isinstance(err.args[0], int) else signal.SIGINT
     name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    if sweep_dir is not None:
+        _fail(f"stopped at once by {name}: each job keeps its last checkpoint; to continue the sweep (finished jobs "
+              f"are skipped): {sweep_resume_command(sys.argv[1:], sweep_dir)}", code=128 + signum)
     last = run_dir / "checkpoints" / "last.pt" if run_dir is not None else None
     if last is not None and last.is_file():
         _fail(f"stopped at once by {name}: the last checkpoint written ({last}) is intact; resume from it with "
@@ -108,7 +121,7 @@ def app(cfg: DictConfig) -> float | None:
         logging.getLogger(__name__).error("job failed:\n%s", traceback.format_exc())
         return _job_failed(hc, f"{type(err).__name__}: {err}", 1, "exception")
     except KeyboardInterrupt as err:  # before training, or a second Ctrl-C: stop now; every file on disk is whole
-        _stop_at_once(err, Path(hc.runtime.output_dir))
+        _stop_at_once(err, Path(hc.runtime.output_dir), Path(hc.sweep.dir) if in_sweep else None)
         return None
     if result.skipped:
         from rich.console import Console
@@ -282,8 +295,8 @@ def main() -> None:
         app()
     except DlrunError as err:
         _fail(str(err))
-    except KeyboardInterrupt as err:  # while the command line is checked or Hydra sets up the run folder
-        _stop_at_once(err, None)
+    except KeyboardInterrupt as err:  # while the command line is checked, Hydra sets up, or a launcher waits for jobs
+        _stop_at_once(err, None, _sweep_dir(argv) if CommandLine(argv).multirun else None)
     from dlrun.sweep.callback import EXIT_JOBS_FAILED, FAILED_JOBS, LAST_SUMMARY
 
     if LAST_SUMMARY:
@@ -311,18 +324,30 @@ def check_run_dir(cfg: DictConfig, argv: list[str]) -> None:
                          "with hydra.run.dir=PATH") from None
     if not chosen:
         return  # Hydra's default folder is new for every run (a timestamp)
-    if cfg.trainer.resume == "auto":  # checked before Hydra writes this run's .hydra/ over the earlier run's
-        from dlrun.pipeline import check_auto_resume
+    jobs = _job_folders(run_dir)
+    if jobs:
+        raise DlrunError(f"hydra.run.dir={chosen[-1]} holds a sweep (jobs {', '.join(p.name for p in jobs)}): a "
+                         "single run goes to another folder")
+    if cfg.trainer.resume:  # checked before Hydra writes this run's .hydra/ over the earlier run's
+        from dlrun.pipeline import check_resume_here
 
-        check_auto_resume(OmegaConf.to_object(cfg), run_dir)
+        check_resume_here(OmegaConf.to_object(cfg), run_dir)
         return
-    if cfg.trainer.resume or cfg.trainer.overwrite:
+    if cfg.trainer.overwrite:
         return
     held = [name for name in RUN_FILES if (run_dir / name).exists()]
     if held:
         raise DlrunError(f"hydra.run.dir={chosen[-1]} already holds a run ({', '.join(held)}): choose another "
                          f"folder, continue it with trainer.resume={chosen[-1]}, or replace it with "
                          "trainer.overwrite=true")
+
+
+def _job_folders(folder: Path) -> list[Path]:
+    """The job folders of a sweep in `folder` (0/, 1/, ... holding .hydra/), in job order."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.name.isdigit() and (p / ".hydra").is_dir()),
+                  key=lambda p: int(p.name))
 
 
 def check_sweep_dir(argv: list[str]) -> None:
@@ -342,8 +367,11 @@ def check_sweep_dir(argv: list[str]) -> None:
     if not chosen:
         return  # Hydra's default folder is new for every sweep (a timestamp)
     sweep_dir = Path(chosen[-1]).expanduser()
-    jobs = sorted((p for p in sweep_dir.glob("*") if p.name.isdigit() and (p / ".hydra").is_dir()),
-                  key=lambda p: int(p.name)) if sweep_dir.is_dir() else []
+    held = [name for name in RUN_FILES if (sweep_dir / name).exists()]
+    if held:
+        raise DlrunError(f"hydra.sweep.dir={chosen[-1]} holds a single run ({', '.join(held)}): a sweep goes to "
+                         "another folder")
+    jobs = _job_folders(sweep_dir)
     if not jobs:
         return
     value = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}

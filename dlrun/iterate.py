@@ -145,11 +145,17 @@ def run_step(index: int, overrides: list[str], launch: list[str], folder: Path) 
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     # no progress bar: the output is a pipe, and trainer.progress=auto draws only on a terminal
     command = [sys.executable, "-m", "dlrun", *launch, *overrides, f"hydra.run.dir={run_dir}"]
-    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    (folder / f"step_{index}.log").write_text(done.stdout)
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        try:
+            output, _ = proc.communicate()
+        except KeyboardInterrupt:  # the step got the Ctrl-C too: let it write its checkpoint and partial report
+            output, _ = proc.communicate()
+            (folder / f"step_{index}.log").write_text(output)
+            raise
+    (folder / f"step_{index}.log").write_text(output)
     path = run_dir / "report.json"
-    report = json.loads(path.read_text()) if done.returncode in FINISHED and path.is_file() else None
-    return done.returncode, report
+    report = json.loads(path.read_text()) if proc.returncode in FINISHED and path.is_file() else None
+    return proc.returncode, report
 
 
 def comparison_text(vs: Optional[dict], task: Optional[str]) -> str:
@@ -181,7 +187,13 @@ def loop(settings: dict, launch: list[str], overrides: list[str], folder: Path, 
     current, parent, reason = list(overrides), None, "start"
     stop = "the budget of runs is spent"
     while len(steps) < settings["budget"]:
-        status, report = run_step(len(steps), current, launch, folder)
+        try:
+            status, report = run_step(len(steps), current, launch, folder)
+        except KeyboardInterrupt:
+            stop = (f"stopped by Ctrl-C during step {len(steps)} ({folder}/step_{len(steps)}: its checkpoint and "
+                    "partial report); the steps before it are below")
+            say(stop)
+            break
         step = Step(len(steps), str(folder / f"step_{len(steps)}"), current, parent,
                     change_between(steps[parent].overrides, current) if parent is not None else {}, reason, status)
         if report is not None:
@@ -229,7 +241,8 @@ def loop(settings: dict, launch: list[str], overrides: list[str], folder: Path, 
             "best_vs_start": overall,
             "best_command": " ".join(["dlrun", *map(shlex.quote, launch), *map(shlex.quote, best.overrides)])
             if best else None, "stopped": stop, "budget": settings["budget"],
-            "decided_on": "training and validation figures only: the test error is evaluated, never used to choose"}
+            "decided_on": "training and validation figures only: the test error is evaluated, never used to choose",
+            "interrupted": stop.startswith("stopped by Ctrl-C")}
 
 
 def _error(value: Optional[float], interval: Optional[list], task: Optional[str]) -> str:
@@ -294,3 +307,5 @@ def main(argv: Optional[list[str]] = None) -> None:
     print(f"stopped: {result['stopped']}; {folder / 'iterate.md'}")
     if result["best_command"]:
         print(f"best configuration (step {result['best_step']}):\n{result['best_command']}")
+    if result["interrupted"]:
+        sys.exit(130)

@@ -75,8 +75,9 @@ def _clear_run(run_dir: Path) -> None:
     """trainer.overwrite=true: remove an earlier run's results (not .hydra/ or the log, which belong to this run)."""
     import shutil
 
-    for path in [run_dir / "checkpoints", run_dir / "plots", *run_dir.glob("events.out.tfevents.*"),
-                 *(run_dir / name for name in ("metrics.csv", "report.json", "report.md", "report.html"))]:
+    for path in [run_dir / "checkpoints", run_dir / "plots", run_dir / "hparams", *run_dir.glob("events.out.tfevents.*"),
+                 *(run_dir / name for name in ("metrics.csv", "dynamics.csv", "predictions.csv", "report.json",
+                                               "report.md", "report.html"))]:
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
@@ -149,6 +150,23 @@ def check_auto_resume(cfg: Any, run_dir: Path) -> Optional[dict]:
                              "it is another run, not this one; choose another folder, or replace it with "
                              "trainer.overwrite=true instead of trainer.resume")
     return finished
+
+
+def check_resume_here(cfg: Any, run_dir: Path) -> None:
+    """A resume into run_dir (trainer.resume=auto, or the folder itself) checked before anything is written into it:
+    the finished run or the checkpoint it continues must have this config's settings (a refused resume must not
+    leave the folder's .hydra/ describing the refused command)."""
+    from dataclasses import replace
+
+    from dlrun.engine import checkpoint
+
+    if cfg.trainer.resume == "auto":
+        if check_auto_resume(cfg, run_dir) is not None or not (run_dir / "checkpoints" / "last.pt").is_file():
+            return
+        cfg = replace(cfg, trainer=replace(cfg.trainer, resume=str(run_dir)))
+    elif checkpoint.find(cfg.trainer.resume).parent.parent.resolve() != run_dir.resolve():
+        return  # resumed from another folder: this one is new
+    _resume_state(cfg)
 
 
 def _auto_resume(cfg: Any, run_dir: Path) -> tuple[Any, Optional[dict]]:
@@ -262,7 +280,8 @@ def rebuild_report(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None
     model.load_state_dict((best if restored else last)["model"])
     rt = devices.resolve(cfg.trainer.device, cfg.trainer.precision)
     history = History(rows=[dict(r) for r in last["history"]], best_epoch=best["epoch"] if restored else last["epoch"],
-                      stop_reason=last.get("stop_reason", "max_epochs"), wall_seconds=last.get("wall_seconds", 0.0),
+                      # a checkpoint written while the run went on (then killed: SIGKILL, a crash) did not end
+                      stop_reason=last.get("stop_reason") or "interrupted", wall_seconds=last.get("wall_seconds", 0.0),
                       device=str(rt.device), precision=rt.precision,
                       dynamics=list((last.get("probe") or {}).get("rows", [])))  # the health findings' probes
     n_params = sum(p.numel() for p in model.parameters())

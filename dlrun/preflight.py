@@ -65,6 +65,10 @@ def check_command_line(argv: list[str], conf_dir: str) -> Optional[Any]:
 
     Returns the composed config of a single run (None for a multirun or a command that does not run)."""
     line = CommandLine(argv)
+    for folder in line.config_dirs:
+        if not Path(folder).is_dir():
+            raise DlrunError(f"--config-dir {folder}: no such folder (give a folder of config groups, such as "
+                             "DIR/experiment/mine.yaml)")
     modes = [a for a in argv if a.split("=", 1)[0] in _MODES]
     if len(modes) > 1:  # Hydra would raise a ValueError with a traceback
         raise DlrunError(f"{modes[0]} and {modes[1]} do not go together: Hydra does one of --run, --multirun (-m), "

@@ -350,6 +350,18 @@ def test_overwrite_replaces_the_earlier_run_and_its_event_files(tmp_path):
     assert len((run_dir / "metrics.csv").read_text().splitlines()) == 3
 
 
+def test_overwrite_clears_every_result_of_the_earlier_run_and_keeps_this_runs_own_files(tmp_path):
+    from dlrun.pipeline import _clear_run
+
+    results = ["checkpoints/last.pt", "plots/a.png", "hparams/x/events", "events.out.tfevents.1", "metrics.csv",
+               "dynamics.csv", "predictions.csv", "report.json", "report.md", "report.html"]
+    for name in [*results, ".hydra/config.yaml", "dlrun.log"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("old")
+    _clear_run(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "dlrun.log"]  # Hydra wrote them for this run
+
+
 # the same through the real command: exit 2, one line on stderr, no traceback
 CLI_CASES = [
     (["reg.droput=0.5"], "Did you mean reg.dropout?"),

@@ -181,6 +181,18 @@ def test_a_second_signal_names_the_checkpoint_only_when_there_is_one(tmp_path, c
     assert done.value.code == 143 and "by SIGTERM" in err and f"trainer.resume={tmp_path}" in err
 
 
+def test_a_signal_dlrun_did_not_answer_in_a_sweep_says_how_to_continue_the_sweep(tmp_path, capsys, monkeypatch):
+    """A second Ctrl-C in a sweep job, or Ctrl-C while a joblib launcher waits: the sweep's own command resumes it."""
+    from dlrun.cli import _stop_at_once
+
+    monkeypatch.setattr(sys, "argv", ["dlrun", "-m", "reg.dropout=0,0.5", f"hydra.sweep.dir={tmp_path}"])
+    with pytest.raises(SystemExit) as done:
+        _stop_at_once(KeyboardInterrupt(), tmp_path / "0", tmp_path)
+    err = capsys.readouterr().err
+    assert done.value.code == 130 and "each job keeps its last checkpoint; to continue the sweep" in err
+    assert f"dlrun -m reg.dropout=0,0.5 hydra.sweep.dir={tmp_path} trainer.resume=auto" in err
+
+
 def test_python_dash_m_and_the_console_script_are_the_same_entry_point():
     text = (ROOT / "pyproject.toml").read_text()
     assert 'dlrun = "dlrun.cli:main"' in text

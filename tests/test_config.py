@@ -177,6 +177,7 @@ def test_a_sweep_over_an_option_with_required_keys_takes_them_from_the_command_l
     (["-m", "dataset=nope", "reg.dropout=0,0.5"], "dataset='nope' is not an option, expected one of"),
     (["-m", "reg.dropout=0,0.5", "--cfg", "job"], "-m and --cfg do not go together"),
     (["--cfg", "job", "--info"], "--cfg and --info do not go together"),
+    (["--config-dir", "/nonexistent/conf"], "--config-dir /nonexistent/conf: no such folder"),
 ])
 def test_every_composed_key_and_every_sweep_point_is_checked(argv, message):
     with pytest.raises(DlrunError) as err:

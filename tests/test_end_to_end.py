@@ -62,6 +62,35 @@ def test_rebuilding_the_report_gives_the_same_figures_and_new_thresholds(tmp_pat
     assert json.loads((tmp_path / "report.json").read_text())["run"]["overrides"] == ["report.tolerance=0.001"]
 
 
+def test_a_run_killed_between_checkpoints_is_rebuilt_as_interrupted_not_finished(tmp_path, monkeypatch):
+    """SIGKILL leaves the last periodic checkpoint and no report: dlrun-report must not call that run finished
+    (trainer.resume=auto would then skip it for ever)."""
+    import shutil
+
+    from dlrun.engine import checkpoint
+
+    reasons, real = [], checkpoint.save
+
+    def spy(path, state):
+        real(path, state)
+        if path.name == "last.pt":
+            reasons.append(state["stop_reason"])
+            shutil.copy(path, tmp_path / f"last_epoch{state['epoch']}.pt")
+
+    monkeypatch.setattr(checkpoint, "save", spy)
+    cfg = make_config(trainer={"max_epochs": 3, "checkpoint_every": 0.0})
+    run(cfg, tmp_path / "whole", overrides=[])
+    assert len(reasons) > 2 and set(reasons[:-1]) == {None} and reasons[-1] == "max_epochs"  # while running: none
+    killed = tmp_path / "killed"
+    shutil.copytree(tmp_path / "whole", killed)
+    shutil.copy(tmp_path / "last_epoch2.pt", killed / "checkpoints" / "last.pt")  # as the kill left it
+    for name in ("report.json", "report.md", "report.html"):
+        (killed / name).unlink()
+    report = rebuild_report(cfg, killed, overrides=[])
+    assert report["run"]["stop_reason"] == "interrupted" and report["run"]["interrupted"] is True
+    assert f"trainer.resume={killed}" in report["run"]["resume_command"]
+
+
 def test_cli_vgg_with_dropout(tmp_path):
     run_dir = tmp_path / "run"
     done = run_dlrun(["model=vgg", "reg.dropout=0.5", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}",

@@ -175,3 +175,26 @@ def test_two_runs_on_different_validation_samples_are_not_compared():
         "not the same validation samples"
     assert compare("classification", before, None)["note"] == "no predictions.csv to compare"
     assert compare("classification", before, {0: (1.0, 0.0), 1: (2.0, 2.0)})["difference"] == pytest.approx(0.5)
+
+
+def test_ctrl_c_during_a_step_keeps_the_steps_before_it_and_exits_130(tmp_path, monkeypatch):
+    import dlrun.iterate as iterate
+
+    start = {"metrics": {"train": {"error": 0.4}, "val": {"error": 0.5}, "test": {"error": 0.5}},
+             "decomposition": {"focus": "avoidable_bias"},
+             "diagnosis": {"underfitting": {"detected": True, "severity": "severe",
+                                            "actions": [{"text": "x", "command": "dlrun optim.lr=0.1"}]}}}
+
+    def fake_step(index, overrides, launch, folder):
+        if index == 1:
+            raise KeyboardInterrupt  # the user's Ctrl-C while step 1 trains
+        return 0, start
+
+    monkeypatch.setattr(iterate, "run_step", fake_step)
+    result = iterate.loop({"budget": 5, "dir": None}, [], [], tmp_path, say=lambda *_: None)
+    assert result["interrupted"] and result["stopped"].startswith("stopped by Ctrl-C during step 1")
+    assert len(result["steps"]) == 1 and result["best_step"] == 0
+    monkeypatch.setattr(iterate, "loop", lambda *a, **k: result)
+    with pytest.raises(SystemExit) as done:
+        iterate.main([f"iterate.dir={tmp_path}"])
+    assert done.value.code == 130 and (tmp_path / "iterate.json").is_file() and (tmp_path / "iterate.md").is_file()

@@ -356,12 +356,14 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     writer = _RunWriter(out_dir, trainer.tensorboard)
     meta = dict(meta or {})
 
-    def last_checkpoint(partial_epoch: Optional[dict] = None) -> dict:
-        """`epoch` counts finished epochs; `partial` (or None) is the epoch in progress when a signal came."""
+    def last_checkpoint(partial_epoch: Optional[dict] = None, running: bool = False) -> dict:
+        """`epoch` counts finished epochs; `partial` (or None) is the epoch in progress when a signal came;
+        `stop_reason` is None in the checkpoints written while the run goes on (killed there, it did not end)."""
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "early_stop": stopper.state_dict(), "rng": _rng_state(gen, batch_gen), "epoch": len(rows),
-                "history": rows, "meta": meta, "stop_reason": stop_reason, "partial": partial_epoch,
+                "history": rows, "meta": meta, "stop_reason": None if running else stop_reason,
+                "partial": partial_epoch,
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "probe": probe.state_dict() if probe is not None else None,
                 "wall_seconds": time.perf_counter() - wall_start}
@@ -511,7 +513,8 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
                 stop_reason = stopper.stop_reason or "patience"
                 break
             if time.monotonic() - last_write >= trainer.checkpoint_every:
-                writer.write(rows, last_checkpoint(), best_checkpoint(), probe.rows if probe is not None else None)
+                writer.write(rows, last_checkpoint(running=True), best_checkpoint(),
+                             probe.rows if probe is not None else None)
                 last_write = time.monotonic()
         # a signal after the last batch of the last epoch, or after a stop decision, leaves a finished run finished
         if interrupted is not None:

@@ -26,8 +26,9 @@ def parse_overrides(overrides: list[str]) -> dict[str, str]:
     out = {}
     for item in overrides:
         key, sep, value = item.partition("=")
-        if sep:
-            out[key.lstrip("+~")] = value
+        key = key.lstrip("+~")
+        if sep and not (key == "trainer.overwrite" or (key, value) == ("trainer.resume", "auto")):
+            out[key] = value  # not how the jobs were run (a resumed or replaced sweep): what they trained
     return out
 
 

@@ -179,6 +179,7 @@ def test_an_interrupted_job_is_never_the_best_and_a_job_never_started_is_missing
     assert [r["status"] for r in summary["jobs"]] == ["done", "interrupted"] and summary["missing"] == ["2"]
     assert summary["runner_up"] is None  # a partial training is not compared with the best job
     assert "trainer.resume" not in summary["jobs"][0]["command"]  # the best job alone is a new run
+    assert "trainer.resume" not in summary["swept"]  # how the jobs ran, not a swept setting
     err = capsys.readouterr().err
     assert "sweep: 3 jobs: 1 finished, 1 interrupted, 1 without a report" in err and "never started): job 2" in err
     md = (tmp_path / "summary.md").read_text()

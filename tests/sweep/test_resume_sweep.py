@@ -170,3 +170,28 @@ def test_a_sweep_folder_that_holds_a_sweep_is_refused_unless_resumed_with_the_sa
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "summary.json"]  # nothing touched so far
     check_sweep_dir([*argv, "trainer.overwrite=true"])
     assert list(sweep.iterdir()) == []  # replaced: the summary will cover only the new jobs
+
+
+def test_a_refused_resume_and_a_run_or_sweep_in_the_others_folder_are_stopped_before_hydra_writes(tmp_path):
+    """The checks run before Hydra writes .hydra/ into the folder: a refused command leaves it as it was."""
+    from dlrun.cli import check_run_dir, check_sweep_dir
+    from dlrun.errors import DlrunError
+    from dlrun.preflight import check_command_line
+    from tests.conftest import CONF_DIR
+
+    interrupted = tmp_path / "a"
+    run(make_config(trainer={"max_epochs": 2}), interrupted, overrides=[])
+    report = json.loads((interrupted / "report.json").read_text())
+    report["run"]["interrupted"] = True  # a checkpoint to continue, not a finished run
+    (interrupted / "report.json").write_text(json.dumps(report))
+    for resume in ("auto", str(interrupted)):
+        argv = [f"hydra.run.dir={interrupted}", f"trainer.resume={resume}", "model.hidden=[32]",
+                "trainer.max_epochs=4", "trainer.threads=1"]
+        with pytest.raises(DlrunError, match=r"the checkpoint was trained with model.hidden=\[64\] \(now \[32\]\)"):
+            check_run_dir(check_command_line(argv, str(CONF_DIR)), argv)
+    _fake_sweep(tmp_path / "sw", [["reg.dropout=0"]])
+    argv = [f"hydra.run.dir={tmp_path / 'sw'}"]
+    with pytest.raises(DlrunError, match=r"holds a sweep \(jobs 0\): a single run goes to another folder"):
+        check_run_dir(check_command_line(argv, str(CONF_DIR)), argv)
+    with pytest.raises(DlrunError, match=r"holds a single run \(checkpoints, report.json, metrics.csv\)"):
+        check_sweep_dir(["-m", f"hydra.sweep.dir={interrupted}", "reg.dropout=0,0.5"])
