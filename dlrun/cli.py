@@ -315,6 +315,9 @@ RUN_FILES = ("checkpoints", "report.json", "metrics.csv")
 def check_run_dir(cfg: DictConfig, argv: list[str]) -> None:
     """Refuse a run folder that already holds a run, unless the user resumes it or says trainer.overwrite=true."""
     chosen = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    if chosen and not chosen[-1].strip():  # Hydra would write into the current folder
+        raise DlrunError("hydra.run.dir= is empty: give the folder to write the run into, or leave the key out "
+                         "for outputs/DATE/TIME")
     run_dir = Path(chosen[-1]).expanduser() if chosen else Path("outputs")  # Hydra's default: outputs/DATE/TIME
     try:
         run_dir.mkdir(parents=True, exist_ok=True)  # Hydra would create it next, with a traceback if it cannot
@@ -366,6 +369,9 @@ def check_sweep_dir(argv: list[str]) -> None:
     chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.dir=")]
     if not chosen:
         return  # Hydra's default folder is new for every sweep (a timestamp)
+    if not chosen[-1].strip():
+        raise DlrunError("hydra.sweep.dir= is empty: give the sweep's folder, or leave the key out for "
+                         "multirun/DATE/TIME")
     sweep_dir = Path(chosen[-1]).expanduser()
     held = [name for name in RUN_FILES if (sweep_dir / name).exists()]
     if held:

@@ -332,8 +332,8 @@ def test_a_folder_that_holds_a_run_is_refused_unless_resumed_or_overwritten(tmp_
                                          r"trainer.resume=.*trainer.overwrite=true"):
         check_run_dir(check_command_line(argv, str(CONF_DIR)), argv)
     assert _fingerprint(folder) == before
-    for extra in ([f"trainer.resume={folder}"], ["trainer.overwrite=true"]):
-        check_run_dir(check_command_line([*argv, *extra], str(CONF_DIR)), [*argv, *extra])  # accepted
+    for extra in ([f"trainer.resume={folder}", "model.hidden=[16]"], ["trainer.overwrite=true"]):
+        check_run_dir(check_command_line([*argv, *extra], str(CONF_DIR)), [*argv, *extra])  # accepted (same run)
 
 
 @pytest.mark.slow
@@ -348,6 +348,16 @@ def test_overwrite_replaces_the_earlier_run_and_its_event_files(tmp_path):
     assert replaced.returncode == 0, replaced.stderr
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # the old event file is gone, not stacked
     assert len((run_dir / "metrics.csv").read_text().splitlines()) == 3
+
+
+def test_an_empty_run_or_sweep_folder_is_refused():
+    from dlrun.cli import check_run_dir, check_sweep_dir
+    from dlrun.preflight import check_command_line
+
+    with pytest.raises(DlrunError, match="hydra.run.dir= is empty"):
+        check_run_dir(check_command_line(["hydra.run.dir="], str(CONF_DIR)), ["hydra.run.dir="])
+    with pytest.raises(DlrunError, match="hydra.sweep.dir= is empty"):
+        check_sweep_dir(["-m", "hydra.sweep.dir=", "reg.dropout=0,0.5"])
 
 
 def test_overwrite_clears_every_result_of_the_earlier_run_and_keeps_this_runs_own_files(tmp_path):
