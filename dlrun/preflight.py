@@ -111,7 +111,10 @@ def _check_points(points: list[list[str]], conf_dir: str, line: CommandLine) -> 
             _check_missing_values(cfg)
             validate(cfg)
         except Exception:  # noqa: BLE001 - the slow path gives the one-line message of a single run
-            compose_checked(point, conf_dir, line)
+            try:
+                compose_checked(point, conf_dir, line)
+            except DlrunError as err:  # which of the sweep's jobs: a key may be wrong for one model only
+                raise DlrunError(f"{err} (in the sweep's job {' '.join(point)})") from None
 
 
 def _group_names(conf_dir: str, line: CommandLine) -> set[str]:
@@ -276,7 +279,8 @@ def _explain(err: BaseException, overrides: list[str], conf_dir: str, line: Comm
                 f"with {group}={_value_of(group, overrides)}")
     if "Ambiguous value" in text or "--multirun" in text:
         sweep = next((o for o in overrides if "," in o.split("=", 1)[-1]), "")
-        return f"{sweep or 'the command line'} is a sweep: add -m (--multirun) to run one job per value"
+        return (f"{sweep or 'the command line'} is a sweep: add -m (--multirun) to run one job per value; a value "
+                "that contains a comma is quoted, e.g. 'dataset.path=\"a,b.csv\"'")
     key = re.search(r"override '([^']+)'", text)
     where = key.group(1) if key else full_key
     return f"{where + ': ' if where else ''}{_first_line(cause)}"

@@ -176,6 +176,9 @@ def test_a_sweep_over_an_option_with_required_keys_takes_them_from_the_command_l
     (["hydra/launcher=nope"], "hydra/launcher='nope' is not an option, expected one of basic"),
     (["-m", "dataset=nope", "reg.dropout=0,0.5"], "dataset='nope' is not an option, expected one of"),
     (["-m", "reg.dropout=0,0.5", "--cfg", "job"], "-m and --cfg do not go together"),
+    (["-m", "model=mlp,lenet", "model.hidden=[32]"], "Keys of model: family"),
+    (["-m", "model=mlp,lenet", "model.hidden=[32]"], "(in the sweep's job model=lenet model.hidden=[32])"),
+    (["dataset.path=a,b.csv"], "a value that contains a comma is quoted, e.g. 'dataset.path=\"a,b.csv\"'"),
     (["--cfg", "job", "--info"], "--cfg and --info do not go together"),
     (["--config-dir", "/nonexistent/conf"], "--config-dir /nonexistent/conf: no such folder"),
 ])

@@ -108,6 +108,22 @@ def test_a_target_that_cannot_be_a_class_label_is_refused(tmp_path):
         load(tmp_path / "empty.csv")
 
 
+def test_a_numeric_column_with_a_word_in_it_is_refused_not_one_hot_encoded(tmp_path):
+    df = pd.DataFrame({"x": [str(v) for v in np.arange(50.0)], "label": np.arange(50) % 2})
+    df.loc[17, "x"] = "n/a?"
+    df.to_csv(tmp_path / "typo.csv", index=False)
+    with pytest.raises(DlrunError, match="column 'x' holds numbers but also 1 value\\(s\\) that are not, such as "
+                                         "'n/a\\?' \\(row 17\\)"):
+        load(tmp_path / "typo.csv")
+    source = load_table(tmp_path, {"colour": ["red", "green"] * 25, "label": np.arange(50) % 2})
+    assert source.x.shape == (50, 2)  # a real category column is still one-hot encoded
+
+
+def load_table(tmp_path, columns):
+    pd.DataFrame(columns).to_csv(tmp_path / "t.csv", index=False)
+    return load(tmp_path / "t.csv")
+
+
 def test_missing_feature_values_name_columns_and_counts(tmp_path):
     df = table()
     df.loc[[1, 5, 9], "height"] = np.nan

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 TASKS = ("auto", "classification", "regression")
 MAX_AUTO_CLASSES = 20  # auto: an integer target with at most this many values ...
 MAX_AUTO_CLASS_SHARE = 0.05  # ... and fewer distinct values than this fraction of the rows is a class label
+NUMERIC_SHARE = 0.9  # a text column whose values are at least this share numbers is a numeric column with typos
 
 
 @register_dataset("tabular")
@@ -188,6 +189,15 @@ def _encode_features(features, path: str, levels: dict[str, list]) -> np.ndarray
         raise DlrunError(f"{path}: columns {', '.join(unusable)} are neither numbers nor categories; convert them "
                          f"to numbers (e.g. a date to days since a reference date) or drop them")
     for name in categorical:
+        values = features[name].dropna()
+        text = types.is_object_dtype(values.dtype) or types.is_string_dtype(values.dtype)
+        numbers = pd.to_numeric(values, errors="coerce") if text else None
+        if numbers is not None and numbers.isna().any() and numbers.notna().mean() >= NUMERIC_SHARE:
+            # a column of numbers with a few words in it ("n/a", "abc"): one-hot encoding it would be silent garbage
+            bad = values[numbers.isna()]
+            raise DlrunError(f"{path}: column {name!r} holds numbers but also {len(bad)} value(s) that are not, such "
+                             f"as {bad.iloc[0]!r} (row {bad.index[0]}); fix or drop those rows, or make the column "
+                             "text if it is a category")
         distinct = features[name].nunique()
         if distinct > 100:
             log.warning("tabular %s: column %r has %d distinct values, one-hot encoded into as many columns; "
