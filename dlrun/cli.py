@@ -56,9 +56,14 @@ def _sweep_dir(argv: list[str]) -> Path | None:
     one Hydra set up; None before it exists."""
     from hydra.core.hydra_config import HydraConfig
 
-    chosen = [o.split("=", 1)[1] for o in CommandLine(argv).overrides if o.startswith("hydra.sweep.dir=")]
+    chosen = _chosen(argv, "hydra.sweep.dir")
     folder = Path(chosen[-1]) if chosen else Path(HydraConfig.get().sweep.dir) if HydraConfig.initialized() else None
     return folder if folder is not None and folder.is_dir() else None
+
+
+def _chosen(argv: list[str], key: str) -> list[str]:
+    """The values the command line gives `key` (hydra.run.dir, hydra.sweep.dir), the last one Hydra's."""
+    return [o.split("=", 1)[1] for o in CommandLine(argv).overrides if o.startswith(f"{key}=")]
 
 
 def _terminate(signum: int, frame) -> None:
@@ -314,7 +319,7 @@ RUN_FILES = ("checkpoints", "report.json", "metrics.csv")
 
 def check_run_dir(cfg: DictConfig, argv: list[str]) -> None:
     """Refuse a run folder that already holds a run, unless the user resumes it or says trainer.overwrite=true."""
-    chosen = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    chosen = _chosen(argv, "hydra.run.dir")
     if chosen and not chosen[-1].strip():  # Hydra would write into the current folder
         raise DlrunError("hydra.run.dir= is empty: give the folder to write the run into, or leave the key out "
                          "for outputs/DATE/TIME")
@@ -364,9 +369,10 @@ def check_sweep_dir(argv: list[str]) -> None:
 
     from dlrun.pipeline import RESUME_MAY_CHANGE
     from dlrun.preflight import job_overrides
+    from dlrun.sweep.summary import parse_overrides
 
     overrides = CommandLine(argv).overrides
-    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.dir=")]
+    chosen = _chosen(argv, "hydra.sweep.dir")
     if not chosen:
         return  # Hydra's default folder is new for every sweep (a timestamp)
     if not chosen[-1].strip():
@@ -397,8 +403,7 @@ def check_sweep_dir(argv: list[str]) -> None:
         return  # a search: each job checks its own folder (pipeline.check_auto_resume)
 
     def settings(items: list[str]) -> dict[str, str]:
-        pairs = (str(o).split("=", 1) for o in items if "=" in str(o))
-        return {k.lstrip("+~"): v for k, v in pairs if k.lstrip("+~") not in RESUME_MAY_CHANGE}
+        return {k: v for k, v in parse_overrides(items).items() if k not in RESUME_MAY_CHANGE}
 
     for job in jobs:
         saved_path = job / ".hydra" / "overrides.yaml"

@@ -193,16 +193,26 @@ def _parse(overrides: list[str]) -> list:
     return parser.parse_overrides(overrides)
 
 
+def _grid(overrides: list[str]) -> Optional[list[list[str]]]:
+    """Every point of a basic sweep, in job-number order, as Hydra's BasicSweeper makes them; None for a search
+    (another hydra/sweeper, such as Optuna), whose jobs are not known in advance."""
+    if any(o.split("=", 1)[0] == "hydra/sweeper" and o.split("=", 1)[1] != "basic" for o in overrides):
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    return [p for batch in BasicSweeper.split_arguments(_parse(overrides), None) for p in batch]
+
+
 def _sweep_points(overrides: list[str]) -> list[list[str]]:
     """Every point of a basic multirun sweep; past MAX_POINTS, each swept value once with the others' first values."""
-    if any(o.split("=", 1)[0] == "hydra/sweeper" and o.split("=", 1)[1] != "basic" for o in overrides):
+    points = _grid(overrides)
+    if points is None:
         return [[o for o in overrides if not _parse([o])[0].is_sweep_override()]]  # a search space, not a grid
+    if len(points) <= MAX_POINTS:
+        return points
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
     parsed = _parse(overrides)
-    points = [p for batch in BasicSweeper.split_arguments(parsed, None) for p in batch]
-    if len(points) <= MAX_POINTS:
-        return points
     first = points[0]
     singles = []
     for i, override in enumerate(parsed):
@@ -215,12 +225,8 @@ def _sweep_points(overrides: list[str]) -> list[list[str]]:
 def job_overrides(overrides: list[str]) -> Optional[list[list[str]]]:
     """The task overrides of each job of a basic sweep, in job-number order and as Hydra saves them in the job's
     .hydra/overrides.yaml (hydra.* left out); None for a search (Optuna), whose jobs are not known in advance."""
-    if any(o.split("=", 1)[0] == "hydra/sweeper" and o.split("=", 1)[1] != "basic" for o in overrides):
-        return None
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    points = [p for batch in BasicSweeper.split_arguments(_parse(overrides), None) for p in batch]
-    return [[o for o in point if not o.lstrip("+~").startswith("hydra")] for point in points]
+    points = _grid(overrides)
+    return None if points is None else [[o for o in p if not o.lstrip("+~").startswith("hydra")] for p in points]
 
 
 def _check_launcher(overrides: list[str]) -> None:
