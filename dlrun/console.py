@@ -19,6 +19,13 @@ from rich.table import Table
 SEVERITY_STYLE = {"none": "green", "mild": "yellow", "severe": "bold red"}
 
 
+def _interval(pair: Any, digits: int = 3) -> str:
+    """[0.011, 0.043], or - without one."""
+    if not pair or any(bound is None for bound in pair):
+        return "-"
+    return f"[{_fmt(pair[0], digits)}, {_fmt(pair[1], digits)}]"
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
@@ -69,13 +76,13 @@ class TerminalUI:
         table.add_column("split")
         table.add_column("n", justify="right")
         table.add_column("loss", justify="right")
+        table.add_column("interval", justify="right")
         metric = "error" if run["task"] == "classification" else "RMSE"
         table.add_column(metric, justify="right")
         table.add_column("interval", justify="right")
         for name, m in report["metrics"].items():
-            interval = m.get("error_interval") or [None, None]
-            table.add_row(name, str(m["n"]), _fmt(m["loss"]), _fmt(m["error"]),
-                          f"[{_fmt(interval[0], 3)}, {_fmt(interval[1], 3)}]" if interval[0] is not None else "-")
+            table.add_row(name, str(m["n"]), _fmt(m["loss"]), _interval(m.get("loss_interval")), _fmt(m["error"]),
+                          _interval(m.get("error_interval")))
         out.print(table)
         lines = []
         for name, finding in report["diagnosis"].items():

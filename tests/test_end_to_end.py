@@ -35,13 +35,16 @@ def test_regression_on_diabetes(tmp_path):
     assert 30 < rmse < chance  # RMSE in the target's units (disease progression, std ~77), better than the mean
     test = report["metrics"]["test"]
     assert test["rmse"] == rmse and 0 < test["mae"] < rmse and 0.1 < test["r2"] < 1
+    assert test["loss_interval"][0] < test["loss"] < test["loss_interval"][1]  # every number with its uncertainty
     assert (tmp_path / "plots" / "residuals.png").is_file() and not (tmp_path / "plots" / "confusion_matrix.png").exists()
     assert "ks_prediction" in report["evidence"]["shift_tests"]
     # the target error is an RMSE in the target's units too: the avoidable bias and the variance are RMSE differences
     dec, metrics = report["decomposition"], report["metrics"]
     assert dec["avoidable_bias"] == pytest.approx(metrics["train"]["error"] - 30.0)
     assert dec["variance"] == pytest.approx(metrics["val"]["error"] - metrics["train"]["error"])
-    assert "| target error | 30 | yours: exact |" in (tmp_path / "report.md").read_text()
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| target error | 30 | yours: exact |" in markdown
+    assert "| split | n | loss | loss interval | RMSE | RMSE interval |" in markdown
 
 
 def test_lstm_on_the_synthetic_sequence_task(tmp_path):

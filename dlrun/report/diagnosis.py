@@ -61,6 +61,7 @@ class Diagnosis:
     health: list[dict] = field(default_factory=list)  # training-health findings (report/health.py), most telling first
     versus_linear: Optional[dict] = None  # the network against a linear model on the same validation samples
     still_improving: Optional[dict] = None  # max_epochs ended a run whose validation loss was still falling
+    loss_intervals: dict[str, list[float]] = field(default_factory=dict)  # split -> (1 - alpha) interval of its loss
 
     def findings(self) -> dict[str, Finding]:
         return {"underfitting": self.underfitting, "overfitting": self.overfitting,
@@ -466,7 +467,9 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
                      health=[{"name": h.name, "evidence": h.evidence,
                               "actions": [{"text": t, "command": next_command(overrides, {**safe, **c})}
                                           for t, c in zip(h.texts, h.changes)]} for h in found],
-                     versus_linear=versus, still_improving=still)
+                     versus_linear=versus, still_improving=still,
+                     loss_intervals={name: list(stats.mean_interval(s.sample_loss, 1 - alpha))
+                                     for name, s in evaluation.splits.items()})
 
 
 NOTE_ACTIONS = ("versus_linear", "still_improving")  # report.json evidence entries that may carry an action

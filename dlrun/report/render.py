@@ -40,10 +40,11 @@ def clean(value: Any) -> Any:
     return value
 
 
-def _metrics(evaluation: Any, intervals: dict) -> dict:
+def _metrics(evaluation: Any, intervals: dict, loss_intervals: dict) -> dict:
     out = {}
     for name, s in evaluation.splits.items():
-        out[name] = {"loss": s.loss, "error": s.error, "n": s.n, "error_interval": intervals[name]}
+        out[name] = {"loss": s.loss, "loss_interval": loss_intervals.get(name), "error": s.error, "n": s.n,
+                     "error_interval": intervals[name]}
         if evaluation.task == "regression" and s.n > 1 and np.isfinite(s.y_pred).all():
             from sklearn.metrics import mean_absolute_error, r2_score
 
@@ -58,7 +59,7 @@ def build_report(run_info: dict, evaluation: Any, diagnosis: Any, baselines: dic
     return {
         "schema_version": SCHEMA_VERSION,
         "run": run_info,
-        "metrics": _metrics(evaluation, diagnosis.intervals),
+        "metrics": _metrics(evaluation, diagnosis.intervals, getattr(diagnosis, "loss_intervals", {})),
         "baselines": {k: v for k, v in baselines.items() if k not in ("target_scale", "simple_val_pred")},
         "decomposition": diagnosis.decomposition,
         "diagnosis": {name: asdict(f) for name, f in diagnosis.findings().items()},
@@ -339,8 +340,10 @@ def _context(report: dict) -> dict:
         "fired": fired, "quiet": [_label(name) for name, f in findings.items() if not f["detected"]],
         "notes": [n for n in notes if n not in focus_notes], "focus_notes": focus_notes,
         "decomposition": _decomposition_rows(decomposition, percent),
-        "splits": [{"name": name, "n": m["n"], "loss": _value(m["loss"], False), "error": _value(m["error"], percent),
+        "splits": [{"name": name, "n": m["n"], "loss": _value(m["loss"], False),
+                    "loss_interval": _interval(m.get("loss_interval"), False), "error": _value(m["error"], percent),
                     "interval": _interval(m.get("error_interval"), percent)} for name, m in metrics.items()],
+        "intervals_note": _intervals_note(percent),
         "baselines": _baselines_sentence(report.get("baselines") or {}, percent),
         "shift_tests": [{"what": t["what"], "p_value": _value(t["p_value"], False), "level": _value(t["level"], False),
                          "statistic": _value(t["statistic"], False), "fires": "yes" if t["fires"] else "no",
@@ -397,6 +400,15 @@ def _decomposition_rows(decomposition: dict, percent: bool) -> list[dict]:
                      "data_mismatch", "val_to_test") and value is not None:
             add(_label(key), value, intervals.get(key), key == focus)
     return rows
+
+
+def _intervals_note(percent: bool) -> str:
+    """How the split table's intervals are computed."""
+    from dlrun.report.stats import BCA_MAX_SAMPLES
+
+    mean = f"a BCa bootstrap (Student's t past {BCA_MAX_SAMPLES} samples)"
+    error = "Wilson's score interval" if percent else f"the square root of the mean squared error's interval, {mean}"
+    return f"Intervals at 1 - report.alpha: the error by {error}; the mean loss by {mean}."
 
 
 def _baselines_sentence(baselines: dict, percent: bool) -> str:

@@ -171,40 +171,27 @@ def rmse_diff_interval(sq_a: np.ndarray, sq_b: np.ndarray, confidence: float = 0
     return (float(result.confidence_interval.low), float(result.confidence_interval.high))
 
 
-def bootstrap_diff_interval(a: np.ndarray, b: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000,
-                            seed: int = 0) -> tuple[float, float]:
-    """BCa bootstrap interval of mean(b) - mean(a), in the units of the per-sample losses a (n,) and b (m,).
-
-    The two samples are resampled independently. 2000 resamples take ~0.7 s for n = m = 10,000; batches of 200 keep
-    memory at a few tens of MB.
-    """
-    from scipy.stats import bootstrap
-
-    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    if len(a) < 2 or len(b) < 2:
-        return (math.nan, math.nan)
-
-    def mean_diff(a, b, axis=-1):
-        return np.mean(b, axis=axis) - np.mean(a, axis=axis)
-
-    result = bootstrap((a, b), mean_diff, vectorized=True, confidence_level=confidence, n_resamples=n_resamples,
-                       batch=200, method="BCa", rng=np.random.default_rng(seed))
-    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+BCA_MAX_SAMPLES = 5000  # BCa's jackknife costs n^2: 0.8 s at 10,000 samples, 25 s at 60,000
 
 
 def mean_interval(values: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000,
                   seed: int = 0) -> tuple[float, float]:
-    """BCa bootstrap interval of mean(values) for per-sample losses (n,), e.g. squared errors (their units).
+    """Interval of mean(values) for per-sample losses (n,), e.g. squared errors or cross-entropies (their units).
 
-    Squared errors are skewed, so a bootstrap rather than a t-interval; (nan, nan) with fewer than 2 samples.
+    Up to BCA_MAX_SAMPLES, a BCa bootstrap (the losses are skewed, so not a t-interval); above, Student's t-interval
+    (scipy.stats.ttest_1samp), which the central limit theorem makes accurate at such n and which costs O(n) where
+    BCa's jackknife costs O(n^2). (nan, nan) with fewer than 2 samples or a non-finite one.
     """
-    from scipy.stats import bootstrap
+    from scipy.stats import bootstrap, ttest_1samp
 
     values = np.asarray(values, dtype=np.float64).ravel()
-    if len(values) < 2:
+    if len(values) < 2 or not np.isfinite(values).all():
         return (math.nan, math.nan)
     if np.ptp(values) == 0:  # BCa is undefined on a constant sample (e.g. all errors 0); the mean is exact
         return (float(values[0]), float(values[0]))
+    if len(values) > BCA_MAX_SAMPLES:
+        ci = ttest_1samp(values, 0.0).confidence_interval(confidence_level=confidence)
+        return (float(ci.low), float(ci.high))
     result = bootstrap((values,), np.mean, vectorized=True, confidence_level=confidence, n_resamples=n_resamples,
                        batch=200, method="BCa", rng=np.random.default_rng(seed))
     return (float(result.confidence_interval.low), float(result.confidence_interval.high))

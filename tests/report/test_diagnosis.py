@@ -68,6 +68,14 @@ def test_healthy_figures_raise_nothing():
     assert "is the largest term (avoidable bias " in d.notes[0]
 
 
+def test_every_splits_mean_loss_has_its_interval_at_the_reports_level():
+    evaluation = _evaluation(train=0.05, val=0.2, test=0.2)
+    narrow, wide = _diagnose(evaluation).loss_intervals, _diagnose(evaluation, alpha=0.01).loss_intervals
+    for name, s in evaluation.splits.items():
+        assert narrow[name][0] < s.sample_loss.mean() < narrow[name][1]
+        assert wide[name][0] < narrow[name][0] and narrow[name][1] < wide[name][1]  # 99% is wider than 95%
+
+
 def test_overfitting_needs_the_gaps_lower_bound_above_the_tolerance():
     d = _diagnose(_evaluation(train=0.0, val=0.15))
     assert d.overfitting.detected and d.overfitting.severity == "severe"  # 15 points on ~0: severe, as in Ng's book
