@@ -45,6 +45,11 @@ def test_regression_on_diabetes(tmp_path):
     markdown = (tmp_path / "report.md").read_text()
     assert "| target error | 30 | yours: exact |" in markdown
     assert "| split | n | loss | loss interval | RMSE | RMSE interval |" in markdown
+    baselines = report["baselines"]
+    for key in ("chance_error", "simple_train_error", "simple_val_error"):  # each baseline with its interval
+        assert baselines["intervals"][key][0] <= baselines[key] <= baselines["intervals"][key][1]
+    line = next(line for line in markdown.splitlines() if line.startswith("Baselines: "))
+    assert line.count("[") == 3, line
 
 
 def test_lstm_on_the_synthetic_sequence_task(tmp_path):

@@ -8,12 +8,16 @@ from dlrun.report import stats
 
 log = logging.getLogger(__name__)
 
+IN_MEMORY = ("target_scale", "simple_val_pred", "simple_fit_true", "simple_fit_pred")  # not for report.json
+
 
 def baselines_for(splits, max_train: int = 5000) -> dict:
     """chance_error on val (majority class / mean predictor), and a linear model's training and validation error.
 
-    Regression figures are RMSE in the targets' units, like the network's. `simple_val_pred` (not written to
-    report.json) holds the linear model's validation predictions, for the paired comparison with the network.
+    Regression figures are RMSE in the targets' units, like the network's. The IN_MEMORY entries are not written to
+    report.json: the linear model's validation predictions (`simple_val_pred`, for the paired comparisons with the
+    network and with chance) and its fitted rows' targets and predictions (`simple_fit_true`, `simple_fit_pred`,
+    for its training error's interval).
     """
     y_train = _target(splits, splits.train)
     y_val = _target(splits, splits.val)
@@ -25,6 +29,7 @@ def baselines_for(splits, max_train: int = 5000) -> dict:
         errors = stats.simple_baseline_errors(x_train, y_train, {"val": (x_val, y_val)}, splits.task,
                                               max_train=max_train, predictions=predictions)
         out["simple_val_pred"] = predictions["val"]
+        out["simple_fit_true"], out["simple_fit_pred"] = predictions["fitted_true"], predictions["fitted"]
         # its training error on the rows it was fitted on (at most max_train): past them it would be held-out error
         out["simple_train_error"], out["simple_val_error"] = errors["fitted"], errors["val"]
         out["simple_train_n"], out["simple_val_n"] = min(len(x_train), max_train), len(x_val)

@@ -62,6 +62,7 @@ class Diagnosis:
     versus_linear: Optional[dict] = None  # the network against a linear model on the same validation samples
     still_improving: Optional[dict] = None  # max_epochs ended a run whose validation loss was still falling
     loss_intervals: dict[str, list[float]] = field(default_factory=dict)  # split -> (1 - alpha) interval of its loss
+    baseline_intervals: dict[str, list[float]] = field(default_factory=dict)  # baseline -> its (1 - alpha) interval
 
     def findings(self) -> dict[str, Finding]:
         return {"underfitting": self.underfitting, "overfitting": self.overfitting,
@@ -208,6 +209,25 @@ def _pct(x: Optional[float], task: str) -> str:
     return f"{100 * x:.1f}%" if task == "classification" else f"{x:.4g}"
 
 
+def interval_text(pair: Any, percent: bool) -> str:
+    """[21.8, 30.9]: an interval's bounds in the value's unit (percentage points for error rates); "" when a bound
+    is missing or not finite. The one format of every interval in the report's sentences and tables."""
+    if not pair or any(bound is None or not math.isfinite(bound) for bound in pair):
+        return ""
+    low, high = pair
+    return f"[{100 * low:.1f}, {100 * high:.1f}]" if percent else f"[{low:.4g}, {high:.4g}]"
+
+
+def _pct_in(x: Optional[float], interval: Any, task: str) -> str:
+    """12.3% [10.1, 14.8]: a figure with its interval (the interval left out when it has none)."""
+    return f"{_pct(x, task)} {interval_text(interval, task == 'classification')}".rstrip()
+
+
+def _fig(figure: _Figure, task: str) -> str:
+    """A split's error with its (1 - alpha) interval."""
+    return _pct_in(figure.error, [figure.low, figure.high], task)
+
+
 def _gap_words(gap: Gap, task: str, tol: float, scale: float = 1.0) -> str:
     """The gate in words. Regression: `gap` and `tol` in units of the training targets' std (the gate's units),
     said in the target's units (RMSE, like every figure beside it: times `scale`), the tolerance's std fraction
@@ -225,8 +245,8 @@ def _blind_zone(gap: Gap, evaluation: Any, task: str) -> str:
     if gap.confirmable is None or not math.isfinite(gap.confirmable):
         return ""
     na, nb = evaluation.splits[gap.a].n, evaluation.splits[gap.b].n
-    return (f" with confidence (with {na} {gap.a.replace('_', '-')} and {nb} {gap.b.replace('_', '-')} samples, "
-            f"only a gap of {_pct(gap.confirmable, task)} or more is confirmed; larger splits confirm smaller gaps)")
+    return (f"; with {na} {gap.a.replace('_', '-')} and {nb} {gap.b.replace('_', '-')} samples, only a gap of "
+            f"{_pct(gap.confirmable, task)} or more is confirmed, larger splits confirm smaller gaps")
 
 
 @dataclass
@@ -241,6 +261,7 @@ class Reference:
     name: str
     kind: str
     n: Optional[int] = None  # the rows behind a linear model's error (classification: its own uncertainty)
+    source: Optional[str] = None  # the baselines entry it is (its interval is baseline_intervals' entry)
 
 
 def reference(task: str, tol: float, target_error: Optional[float], baselines: dict) -> Reference:
@@ -256,9 +277,9 @@ def reference(task: str, tol: float, target_error: Optional[float], baselines: d
     if simple is not None and math.isfinite(simple) and simple_val is not None and simple_val_n \
             and simple_val - simple > _tolerance_in_units(tol, task, scale):
         return Reference(simple_val, "a linear model's validation error (it memorised its training rows)", "linear",
-                         simple_val_n)
+                         simple_val_n, "simple_val_error")
     if simple is not None and math.isfinite(simple):
-        return Reference(simple, "a linear model's training error", "linear", simple_n)
+        return Reference(simple, "a linear model's training error", "linear", simple_n, "simple_train_error")
     return Reference(0.0, "zero", "zero")
 
 
@@ -405,8 +426,11 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     tests = evidence.shift_tests(evaluation.splits["val"], evaluation.splits["test"], task, num_classes, alpha / 2)
     table = evidence.per_class(evaluation, class_names) if class_names else None
 
+    baseline_ints = baseline_intervals(evaluation, baselines, 1 - alpha)
+    if decomposition["achievable"] is not None:  # a linear model's error, itself an estimate
+        decomposition["achievable_interval"] = baseline_ints.get(ref.source) if ref.source else None
     under = _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref, baselines, overrides, settings,
-                          notes, constant_loss(task, num_classes))
+                          notes, constant_loss(task, num_classes), baseline_ints)
     untrained = under.stats.get("untrained")
     over = _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, settings, target_scale)
     found = health.check(getattr(history, "dynamics", []), history.rows, settings)
@@ -467,7 +491,7 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
                      health=[{"name": h.name, "evidence": h.evidence,
                               "actions": [{"text": t, "command": next_command(overrides, {**safe, **c})}
                                           for t, c in zip(h.texts, h.changes)]} for h in found],
-                     versus_linear=versus, still_improving=still,
+                     versus_linear=versus, still_improving=still, baseline_intervals=baseline_ints,
                      loss_intervals={name: list(stats.mean_interval(s.sample_loss, 1 - alpha))
                                      for name, s in evaluation.splits.items()})
 
@@ -587,24 +611,37 @@ def _decomposition_intervals(fig: dict[str, _Figure], evaluation: Any, ref: Refe
 def focus_note(decomposition: dict, reference_name: str, task: str, shift_detected: bool = False,
                fired_with_actions: Optional[set[str]] = None) -> str:
     """The decomposition's own words: the focus and why, or why there is none."""
-    terms = [("variance", decomposition.get("variance")), ("data mismatch", decomposition.get("data_mismatch"))]
-    listed = ", ".join(f"{name} {_pct(value, task)}" for name, value in terms if value is not None)
+    intervals = decomposition.get("intervals") or {}
+    terms = [("variance", "variance"), ("data mismatch", "data_mismatch")]
+    listed = ", ".join(f"{name} {_pct_in(decomposition[key], intervals.get(key), task)}" for name, key in terms
+                       if decomposition.get(key) is not None)
     bias_range = decomposition.get("avoidable_bias_range")
     why = ""
     if decomposition.get("avoidable_bias") is not None:
-        bias = f"avoidable bias {_pct(decomposition['avoidable_bias'], task)}"
+        bias = f"avoidable bias {_pct_in(decomposition['avoidable_bias'], intervals.get('avoidable_bias'), task)}"
     elif bias_range is not None:
+        # the lower estimate (against a linear model) and the upper one (against 0: the training error itself)
+        ends = [_pct_in(bound, intervals.get(key), task)
+                for bound, key in zip(bias_range, ("avoidable_bias", "train_error"))]
         low, high = (_pct(bound, task) for bound in bias_range)
-        bias = f"avoidable bias {low}" if low == high else f"avoidable bias between {low} and {high}"
+        if ends[0] == ends[1]:
+            bias = f"avoidable bias {ends[0]}"
+        elif low == high:  # one figure, two estimates with their own uncertainty
+            percent = task == "classification"
+            bias = (f"avoidable bias {low} (lower estimate {interval_text(intervals.get('avoidable_bias'), percent)}, "
+                    f"upper {interval_text(intervals.get('train_error'), percent)})")
+        else:
+            bias = f"avoidable bias between {ends[0]} and {ends[1]}"
         what = "what a linear model reaches" if reference_name.startswith("a linear") else "the reference"
-        why = (f"the best achievable error lies between 0 and about {_pct(decomposition.get('achievable'), task)}"
-               f" ({what})")
+        why = ("the best achievable error lies between 0 and about "
+               f"{_pct_in(decomposition.get('achievable'), decomposition.get('achievable_interval'), task)} ({what})")
     else:
         bias = "avoidable bias n/a"
     listed = f"{bias}, {listed}" if listed else bias
     focus = decomposition.get("focus")
     if decomposition.get("no_signal"):
-        return (f"focus: none named ({listed}): the inputs carry no usable relation to the outputs (the underfitting "
+        return (f"focus: none named ({listed}): no usable relation between the inputs and the outputs shows in these "
+                "data (the underfitting "
                 "finding), and Ng's terms assume something to learn: check the data first")
     if focus:
         return (f"focus: {focus.replace('_', ' ')} is the largest term ({listed}): work on it first (Ng): "
@@ -641,6 +678,46 @@ def _tolerance_in_units(tol: float, task: str, scale: float) -> float:
     return tol * scale if task == "regression" else tol
 
 
+def chance_predictions(evaluation: Any) -> np.ndarray:
+    """What a model that ignores its input predicts for each validation sample: the training majority class, or
+    the training mean (the chance baseline, stats.chance_error)."""
+    guess = stats.chance_prediction(evaluation.splits["train"].y_true, evaluation.task)
+    return np.full(evaluation.splits["val"].n, guess)
+
+
+def baseline_intervals(evaluation: Any, baselines: dict, confidence: float) -> dict[str, list[float]]:
+    """The two-sided `confidence` interval of each baseline error: chance's and a linear model's on the validation
+    samples, the linear model's training error on the rows it was fitted on (stats.model_error_interval); a baseline
+    without its predictions (or not computed) has none."""
+    val = evaluation.splits["val"]
+    sources = {"chance_error": (val.y_true, chance_predictions(evaluation)),
+               "simple_train_error": (baselines.get("simple_fit_true"), baselines.get("simple_fit_pred")),
+               "simple_val_error": (val.y_true, baselines.get("simple_val_pred"))}
+    out = {}
+    for key, (truth, pred) in sources.items():
+        if baselines.get(key) is not None and truth is not None and pred is not None and 0 < len(truth) == len(pred):
+            out[key] = list(stats.model_error_interval(evaluation.task, truth, pred, confidence))
+    return out
+
+
+def _versus_chance(evaluation: Any, pred: Optional[np.ndarray], who: str, alpha: float, scale: float) -> Optional[Gap]:
+    """How much better than chance `pred` (n_val,) does on the same validation samples: chance's error minus its
+    (paired: McNemar's exact interval, or a paired bootstrap of the RMSE difference) as a Gap in the gate's units,
+    whose `passes` says it beats chance by more than the tolerance with confidence 1 - alpha. None without
+    predictions, or with non-finite ones (a diverged regression)."""
+    val = evaluation.splits["val"]
+    if pred is None or len(pred) != val.n or not val.n:
+        return None
+    pred = np.asarray(pred, dtype=np.float64 if evaluation.task == "regression" else None)
+    if evaluation.task == "regression" and not np.isfinite(pred).all():
+        return None
+    paired = stats.paired_error_difference(evaluation.task, val.y_true, pred, chance_predictions(evaluation),
+                                           confidence=1 - 2 * alpha)
+    unit = 1.0 if evaluation.task == "classification" else scale
+    low, high = paired["interval"]
+    return Gap(who, "chance", paired["difference"] / unit, low / unit, high / unit, alpha)
+
+
 # a training loss that never fell below this many times a constant prediction's: the steps blew the weights up
 BLOWN_UP = 10
 
@@ -670,8 +747,11 @@ def _loss(value: float) -> str:
 
 
 def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Reference, baselines, overrides,
-                  settings, notes, constant_loss: float = math.inf) -> Finding:
+                  settings, notes, constant_loss: float = math.inf,
+                  intervals: Optional[dict[str, list[float]]] = None) -> Finding:
+    """`intervals`: the baselines' (baseline_intervals), for the reference's and chance's."""
     f = Finding()
+    intervals = intervals or {}
     train = fig["train"]
     chance = baselines.get("chance_error")
     simple_val = baselines.get("simple_val_error")
@@ -679,21 +759,28 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     tol_units = _tolerance_in_units(tol, task, scale)
     target_error = ref.value if ref.kind == "target" else None
     reference, ref_name = ref.value, ref.name
+    ref_interval = intervals.get(ref.source) if ref.source else None  # the target and zero are exact
     # the gap above the reference, with its one-sided (1 - alpha) lower bound
     excess = train.error - reference
     low, high = excess_interval(evaluation, ref, 1 - 2 * alpha)
     gap = Gap("reference", "train", excess, low, high, alpha)
     val = fig["val"]
     trend = curves["train_trend"]
-    # no signal: neither the network nor a linear model beats chance on held-out data, and the validation curve has
-    # stopped improving (a run whose validation loss is still falling is first told to train longer; the training
-    # loss may keep falling by memorising, so it does not tell)
+    # no signal, by the one rule: neither the network nor a linear model beats chance on the same validation samples
+    # by more than the tolerance with confidence 1 - alpha, and the validation curve has stopped improving (a run
+    # whose validation loss is still falling is first told to train longer; the training loss may keep falling by
+    # memorising, so it does not tell)
+    beats = {"network": _versus_chance(evaluation, evaluation.splits["val"].y_pred, "network", alpha, scale),
+             "linear": _versus_chance(evaluation, baselines.get("simple_val_pred"), "linear", alpha, scale)}
     no_signal = (chance is not None and simple_val is not None and target_error is None
-                 and curves["val_trend"] not in ("falling", "short") and val.high >= chance
-                 and simple_val >= chance - tol_units)
+                 and curves["val_trend"] not in ("falling", "short")
+                 and all(g is not None and not g.passes(tol) for g in beats.values()))
     f.stats = {"train_error": train.error, "train_error_interval": [train.low, train.high], "reference": reference,
-               "reference_name": ref_name, "excess": excess, "gap": gap.as_dict(), "chance_error": chance,
-               "simple_train_error": baselines.get("simple_train_error"), "train_trend": trend, "simple_val_error": simple_val,
+               "reference_name": ref_name, "reference_interval": ref_interval, "excess": excess, "gap": gap.as_dict(),
+               "chance_error": chance, "chance_error_interval": intervals.get("chance_error"),
+               "simple_train_error": baselines.get("simple_train_error"), "train_trend": trend,
+               "simple_val_error": simple_val, "simple_val_error_interval": intervals.get("simple_val_error"),
+               "versus_chance": {who: g.as_dict() for who, g in beats.items() if g is not None},
                "no_signal": no_signal}
     lr = _get(settings, "optim.lr", 1e-3)
     max_epochs = _get(settings, "trainer.max_epochs", 50)
@@ -717,13 +804,19 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
                      f"judged here; to train further, lower the learning rate: {safe_lr.command}")
     if no_signal:
         f.detected, f.severity = True, "severe"
-        f.evidence.append(f"validation error {_pct(val.error, task)} (interval {_pct(val.low, task)}-"
-                          f"{_pct(val.high, task)}) and a linear model's {_pct(simple_val, task)} are no better "
-                          f"than chance ({_pct(chance, task)}) and the validation loss stopped improving: the inputs carry "
-                          "no usable relation to the outputs")
+        unit = 1.0 if task == "classification" else scale
+        f.evidence.append(f"validation {'error' if task == 'classification' else 'RMSE'} "
+                          f"{_pct_in(val.error, [val.low, val.high], task)} and a linear model's "
+                          f"{_pct_in(simple_val, intervals.get('simple_val_error'), task)} vs chance's "
+                          f"{_pct_in(chance, intervals.get('chance_error'), task)} on the same validation samples: "
+                          "neither beats chance by more than the tolerance with confidence (the network's advantage, "
+                          f"paired: {_gap_words(beats['network'], task, tol, unit)}; the linear model's: "
+                          f"{_gap_words(beats['linear'], task, tol, unit)}), and the validation loss stopped "
+                          "improving: no usable relation between the inputs and the outputs shows in these data")
         if train.error < chance - tol_units:
-            f.evidence.append(f"the training error {_pct(train.error, task)} is below chance only by memorising "
-                              "(this also explains the gap to validation: no separate overfitting verdict)")
+            f.evidence.append(f"the training error {_pct_in(train.error, [train.low, train.high], task)} is below "
+                              "chance only by memorising (this also explains the gap to validation: no separate "
+                              "overfitting verdict)")
         f.actions.append(Action("check the data and the labels: are inputs and labels aligned (a shuffle that "
                                 "separated them, a wrong target column)? is the task learnable from these inputs?",
                                 next_command(overrides, {"split.train_dev": 0.1})))
@@ -733,11 +826,13 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     f.detected = True
     near_chance = chance is not None and train.error >= chance - tol_units
     f.severity = "severe" if near_chance else _severity(excess, tol_units, reference)
-    f.evidence.append(f"training error {_pct(train.error, task)} vs {ref_name} {_pct(reference, task)}: "
+    f.evidence.append(f"training error {_pct_in(train.error, [train.low, train.high], task)} vs {ref_name} "
+                      f"{_pct_in(reference, ref_interval, task)}: "
                       + _gap_words(Gap("reference", "train", excess / scale, low / scale, high / scale, alpha), task,
                                    tol, scale))
     if chance is not None:
-        f.evidence.append(f"chance level (always the majority class / the mean) is {_pct(chance, task)}")
+        f.evidence.append("chance level (always the majority class / the mean) is "
+                          f"{_pct_in(chance, intervals.get('chance_error'), task)}")
     reg = settings.get("reg", {})
     regularised = reg.get("weight_decay", 0) > 0 or reg.get("dropout", 0) > 0 or reg.get("l1", 0) > 0
     less_reg = Action("less regularisation (weight decay, dropout, L1)", next_command(
@@ -780,7 +875,7 @@ def _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, 
     if not gap.passes(tol):
         return f
     f.detected, f.severity = True, _severity(gap.size, tol, train.norm)
-    f.evidence.append(f"{held_out} error {_pct(other.error, task)} vs training error {_pct(train.error, task)}: "
+    f.evidence.append(f"{held_out} error {_fig(other, task)} vs training error {_fig(train, task)}: "
                       + _gap_words(gap, task, tol, scale))
     if u and u.get("epochs_after_best", 0) >= 3 and (u.get("relative_rise") or 0) > 0.05:
         f.evidence.append(f"validation loss was lowest at epoch {u['best_epoch']} and rose by "
@@ -815,8 +910,8 @@ def _data_mismatch(fig, evaluation, task, tol, alpha, overrides, scale) -> Findi
     if not gap.passes(tol):
         return f
     f.detected, f.severity = True, _severity(gap.size, tol, fig["train_dev"].norm)
-    f.evidence.append(f"validation error {_pct(fig['val'].error, task)} vs train-dev error "
-                      f"{_pct(fig['train_dev'].error, task)} (train-dev comes from the training distribution and "
+    f.evidence.append(f"validation error {_fig(fig['val'], task)} vs train-dev error "
+                      f"{_fig(fig['train_dev'], task)} (train-dev comes from the training distribution and "
                       "was never trained on): " + _gap_words(gap, task, tol, scale))
     f.actions.append(Action("make the training data more like the validation data: look at the validation "
                             "errors by hand, then synthesise or collect training data like them (augmentation "
@@ -851,12 +946,13 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
         if fired:
             notes.append("the test inputs differ from the validation inputs (" + "; ".join(
                 f"{t['what']}: p = {t['p_value']:.2g} < {t['level']:.2g}" for t in fired) + "), but the test error "
-                f"({_pct(test.error, task)}) is not worse than validation ({_pct(val.error, task)}) by more than the "
-                "tolerance" + _blind_zone(gap, evaluation, task) + ": a shift the model tolerates")
+                f"{_fig(test, task)} is not worse than validation's {_fig(val, task)} by more than the tolerance "
+                "with confidence (" + _gap_words(gap, task, tol, scale) + _blind_zone(gap, evaluation, task)
+                + "): a shift the model tolerates")
         return f
     f.detected = True
     f.severity = _severity(gap.size, tol, val.norm)
-    f.evidence.append(f"test error {_pct(test.error, task)} vs validation error {_pct(val.error, task)}: "
+    f.evidence.append(f"test error {_fig(test, task)} vs validation error {_fig(val, task)}: "
                       + _gap_words(gap, task, tol, scale))
     for t in fired:
         f.evidence.append(f"{t['what']}: p = {t['p_value']:.2g} < {t['level']:.2g} ({t['detail']})")
@@ -866,12 +962,17 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
                           "p(y|x) changed")
     if table is not None:
         worst = evidence.worst_classes(table, tol, alpha / 2)
-        if worst:
-            f.evidence.append("systematic errors in classes " + ", ".join(
-                f"{name} ({100 * v:.0f}% -> {100 * t:.0f}%)" for name, v, t in worst))
-        if shares:
-            f.evidence.append("classes over/under-represented in test vs train: " + ", ".join(
-                f"{name} ({100 * a:.0f}% -> {100 * b:.0f}%)" for name, a, b in shares))
+        rate = lambda wrong, n: _pct_in(wrong / n, stats.error_interval(wrong, n, 1 - alpha), task)  # noqa: E731
+        if worst:  # confirmed by a one-sided Fisher exact test per class (p-values in stats.classes)
+            f.stats["classes"] = worst
+            f.evidence.append("systematic errors in classes: " + "; ".join(
+                f"{c['name']}: {rate(c['val_wrong'], c['val_n'])} of {c['val_n']} wrong on validation -> "
+                f"{rate(c['test_wrong'], c['test_n'])} of {c['test_n']} on test" for c in worst))
+        if shares:  # confirmed by a binomial test per class against its training share (stats.shares)
+            f.stats["shares"] = shares
+            f.evidence.append("classes over/under-represented in test vs train: " + "; ".join(
+                f"{c['name']}: {100 * c['train_share']:.1f}% of the training samples -> "
+                f"{rate(c['test_count'], c['test_n'])} of the {c['test_n']} test samples" for c in shares))
     # label shift only when the predicted classes moved and the inputs (features, softmax) did not, or the true
     # class shares differ significantly
     label_shift = ("label_shift" in fired_names and not fired_names & {"ks_softmax", "mmd_features"}) or bool(shares)

@@ -91,10 +91,11 @@ def per_class(evaluation: Any, class_names: list[str]) -> Optional[dict]:
 MIN_CLASS_COUNT = 5  # a class with fewer samples in a split is not tested: no test has power there
 
 
-def worst_classes(table: dict, min_gap: float, alpha: float = 0.05, top: int = 3) -> list[tuple[str, float, float]]:
+def worst_classes(table: dict, min_gap: float, alpha: float = 0.05, top: int = 3) -> list[dict]:
     """Classes whose test error exceeds their validation error significantly (one-sided Fisher exact test at
     alpha / K, Bonferroni over the K classes) and by more than min_gap, worst first; classes with fewer than
-    MIN_CLASS_COUNT samples in either split are not tested."""
+    MIN_CLASS_COUNT samples in either split are not tested. Each: {name, val_wrong, val_n, test_wrong, test_n,
+    p_value, level}."""
     from scipy.stats import fisher_exact
 
     k = len(table["class_names"])
@@ -107,16 +108,18 @@ def worst_classes(table: dict, min_gap: float, alpha: float = 0.05, top: int = 3
         gap = e_test / n_test - e_val / n_val
         if gap <= min_gap:
             continue
-        p = fisher_exact([[e_test, n_test - e_test], [e_val, n_val - e_val]], alternative="greater").pvalue
+        p = float(fisher_exact([[e_test, n_test - e_test], [e_val, n_val - e_val]], alternative="greater").pvalue)
         if p < alpha / k:
-            found.append((gap, table["class_names"][i], e_val / n_val, e_test / n_test))
-    return [(name, v, t) for _, name, v, t in sorted(found, reverse=True)[:top]]
+            found.append((gap, {"name": table["class_names"][i], "val_wrong": e_val, "val_n": n_val,
+                                "test_wrong": e_test, "test_n": n_test, "p_value": p, "level": alpha / k}))
+    return [entry for _, entry in sorted(found, key=lambda pair: -pair[0])[:top]]
 
 
-def share_changes(table: dict, alpha: float = 0.05, ratio: float = 2.0) -> list[tuple[str, float, float]]:
+def share_changes(table: dict, alpha: float = 0.05, ratio: float = 2.0) -> list[dict]:
     """Classes over- or under-represented in test relative to train: the share moved by more than `ratio` and a
     two-sided binomial test of the test count against the training share rejects at alpha / K (Bonferroni);
-    classes expected fewer than MIN_CLASS_COUNT times in test are not tested."""
+    classes expected fewer than MIN_CLASS_COUNT times in test are not tested. Each: {name, train_share, test_count,
+    test_n, p_value, level}."""
     from scipy.stats import binomtest
 
     k = len(table["class_names"])
@@ -126,8 +129,10 @@ def share_changes(table: dict, alpha: float = 0.05, ratio: float = 2.0) -> list[
                                    table["test_count"]):
         if tr <= 0 or tr * n_test < MIN_CLASS_COUNT or 1 / ratio <= te / tr <= ratio:
             continue
-        if binomtest(int(count), n_test, float(tr)).pvalue < alpha / k:
-            out.append((name, float(tr), float(te)))
+        p = float(binomtest(int(count), n_test, float(tr)).pvalue)
+        if p < alpha / k:
+            out.append({"name": name, "train_share": float(tr), "test_count": int(count), "test_n": n_test,
+                        "p_value": p, "level": alpha / k})
     return out
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from dlrun.report.baselines import IN_MEMORY
+
 SCHEMA_VERSION = 3  # 3: decomposition in the error's units, with intervals, the avoidable bias's range, focus may be null
 # 2: data_mismatch finding, decomposition.focus, gaps with intervals, test levels
 
@@ -60,7 +62,8 @@ def build_report(run_info: dict, evaluation: Any, diagnosis: Any, baselines: dic
         "schema_version": SCHEMA_VERSION,
         "run": run_info,
         "metrics": _metrics(evaluation, diagnosis.intervals, getattr(diagnosis, "loss_intervals", {})),
-        "baselines": {k: v for k, v in baselines.items() if k not in ("target_scale", "simple_val_pred")},
+        "baselines": {**{k: v for k, v in baselines.items() if k not in IN_MEMORY},
+                      "intervals": getattr(diagnosis, "baseline_intervals", {})},
         "decomposition": diagnosis.decomposition,
         "diagnosis": {name: asdict(f) for name, f in diagnosis.findings().items()},
         "notes": diagnosis.notes,
@@ -194,10 +197,9 @@ def _value(x: Any, percent: bool) -> str:
 
 def _interval(pair: Any, percent: bool) -> str:
     """[21.8, 30.9]: the bounds in the value's unit (percentage points); empty when a bound is missing."""
-    if not pair or any(bound is None for bound in pair):
-        return ""
-    low, high = pair
-    return f"[{100 * low:.1f}, {100 * high:.1f}]" if percent else f"[{low:.4g}, {high:.4g}]"
+    from dlrun.report.diagnosis import interval_text
+
+    return interval_text(pair, percent)
 
 
 def _with_interval(x: Any, pair: Any, percent: bool) -> str:
@@ -221,12 +223,14 @@ def _headline(name: str, finding: dict, metrics: dict, percent: bool) -> str:
     if name == "underfitting" and stats.get("no_signal") and "val" in metrics:  # judged on held-out data vs chance
         val = metrics["val"]
         text = (f"validation {unit} {_with_interval(val['error'], val.get('error_interval'), percent)} vs chance "
-                f"{_value(stats.get('chance_error'), percent)} and a linear model's "
-                f"{_value(stats.get('simple_val_error'), percent)}")
+                f"{_with_interval(stats.get('chance_error'), stats.get('chance_error_interval'), percent)} and a "
+                "linear model's "
+                f"{_with_interval(stats.get('simple_val_error'), stats.get('simple_val_error_interval'), percent)}")
     elif name == "underfitting" and "reference" in stats:
         train = metrics["train"]
         text = (f"training {unit} {_with_interval(train['error'], train.get('error_interval'), percent)} vs "
-                f"{stats['reference_name']} {_value(stats['reference'], percent)}")
+                f"{stats['reference_name']} "
+                f"{_with_interval(stats['reference'], stats.get('reference_interval'), percent)}")
     elif name in COMPARED or name == "overfitting":
         worse, reference = COMPARED.get(name) or (stats.get("held_out", "val"), "train")
         if worse not in metrics or reference not in metrics:
@@ -279,21 +283,23 @@ def _focus_sentence(decomposition: dict, percent: bool, fired: set[str] = frozen
     intervals = decomposition.get("intervals") or {}
     bias_range = decomposition.get("avoidable_bias_range")
     if decomposition.get("no_signal"):
-        return ("Ng's decomposition names no focus: the inputs carry no usable relation to the outputs (the "
+        return ("Ng's decomposition names no focus: no usable relation between the inputs and the outputs shows in "
+                "these data (the "
                 "underfitting finding), and its terms assume something to learn: check the data first.")
     if not focus and decomposition.get("focus_undetermined") and bias_range:
         others = [t for t in ("variance", "data_mismatch") if decomposition.get(t) is not None]
         largest = max(others, key=lambda t: decomposition[t]) if others else None
         other = "" if largest is None else \
             f", the {_label(largest)} is {_with_interval(decomposition[largest], intervals.get(largest), percent)}"
-        return (f"Ng's decomposition names no focus yet: the avoidable bias lies between {_value(bias_range[0], percent)} "
-                f"and {_value(bias_range[1], percent)} (the best achievable error is unknown: between 0 and what a "
-                f"linear model reaches){other}; set report.target_error to your estimate of the best achievable "
-                "error.")
+        low, high = (_with_interval(bound, intervals.get(key), percent)
+                     for bound, key in zip(bias_range, ("avoidable_bias", "train_error")))
+        return (f"Ng's decomposition names no focus yet: the avoidable bias lies between {low} and {high} (the best "
+                f"achievable error is unknown: between 0 and what a linear model reaches){other}; set "
+                "report.target_error to your estimate of the best achievable error.")
     if not focus:
         return "Ng's decomposition names no focus: no term is above 0, nothing these splits can see to work on."
     if focus == "avoidable_bias" and decomposition.get("avoidable_bias") is None and bias_range:
-        amount = f" (at least {_value(bias_range[0], percent)}, the largest"
+        amount = f" (at least {_with_interval(bias_range[0], intervals.get('avoidable_bias'), percent)}, the largest"
     else:
         amount = f" ({_with_interval(decomposition.get(focus), intervals.get(focus), percent)}, the largest"
     shift = ("; the gap from validation to test is the distribution-shift finding's (see its next runs)"
@@ -392,7 +398,8 @@ def _decomposition_rows(decomposition: dict, percent: bool) -> list[dict]:
         elif key == "avoidable_bias_range" and value is not None:
             achievable = decomposition.get("achievable")
             if achievable:
-                add(f"avoidable bias, lower estimate: train error minus a linear model's {_value(achievable, percent)}",
+                add("avoidable bias, lower estimate: train error minus a linear model's "
+                    f"{_with_interval(achievable, decomposition.get('achievable_interval'), percent)}",
                     decomposition["train_error"] - achievable, intervals.get("avoidable_bias"), focus == "avoidable_bias")
             add("avoidable bias, upper estimate: against an optimal error of 0", value[1], intervals.get("train_error"),
                 focus == "avoidable_bias" and not achievable)
@@ -407,15 +414,19 @@ def _intervals_note(percent: bool) -> str:
     from dlrun.report.stats import BCA_MAX_SAMPLES
 
     mean = f"a BCa bootstrap (Student's t past {BCA_MAX_SAMPLES} samples)"
-    error = "Wilson's score interval" if percent else f"the square root of the mean squared error's interval, {mean}"
-    return f"Intervals at 1 - report.alpha: the error by {error}; the mean loss by {mean}."
+    error = ("the error by Wilson's score interval" if percent else
+             "the RMSE as the square root of the mean squared error's interval")
+    return f"Intervals at 1 - report.alpha: {error}; each mean (loss, squared error) by {mean}."
 
 
 def _baselines_sentence(baselines: dict, percent: bool) -> str:
+    """The baselines' errors, each with its interval (report.json baselines.intervals)."""
     parts = []
+    intervals = baselines.get("intervals") or {}
     if baselines.get("chance_error") is not None:
-        parts.append(f"chance (always the majority class, or the mean) {_value(baselines['chance_error'], percent)}")
-    linear = [f"{_value(baselines[key], percent)} on {where}" for key, where in
+        parts.append("chance (always the majority class, or the mean) "
+                     + _with_interval(baselines["chance_error"], intervals.get("chance_error"), percent))
+    linear = [f"{_with_interval(baselines[key], intervals.get(key), percent)} on {where}" for key, where in
               (("simple_train_error", "the training data"), ("simple_val_error", "validation"))
               if baselines.get(key) is not None]
     if linear:

@@ -356,18 +356,41 @@ def class_shares(y: np.ndarray, num_classes: int) -> np.ndarray:
     return counts / counts.sum() if counts.sum() > 0 else np.full(num_classes, np.nan)
 
 
+def chance_prediction(y_train: np.ndarray, task: str) -> float:
+    """What a model that ignores its input predicts: the training majority class, or the training mean."""
+    _check_task(task)
+    y_train = np.asarray(y_train)
+    if task == "classification":
+        return int(np.bincount(y_train.astype(np.int64)).argmax())
+    return float(y_train.astype(np.float64).mean())
+
+
 def chance_error(y_train: np.ndarray, y_eval: np.ndarray, task: str) -> float:
-    """Error of a model that ignores its input, on y_eval.
+    """Error of a model that ignores its input (chance_prediction), on y_eval.
 
     classification: error rate (fraction) of always predicting the training majority class.
     regression: RMSE (target units) of always predicting the training mean.
     """
-    _check_task(task)
-    y_train, y_eval = np.asarray(y_train), np.asarray(y_eval)
+    return model_error(task, y_eval, np.full(len(y_eval), chance_prediction(y_train, task)))
+
+
+def model_error(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Error rate (classification) or RMSE (regression) of predictions y_pred (n,) of y_true (n,)."""
+    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
     if task == "classification":
-        majority = np.bincount(y_train.astype(np.int64)).argmax()
-        return float(np.mean(y_eval != majority))
-    return float(np.sqrt(np.mean((y_eval.astype(np.float64) - y_train.mean()) ** 2)))
+        return float(np.mean(y_pred != y_true))
+    return float(np.sqrt(np.mean((y_pred.astype(np.float64) - y_true.astype(np.float64)) ** 2)))
+
+
+def model_error_interval(task: str, y_true: np.ndarray, y_pred: np.ndarray,
+                         confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided interval of model_error: Wilson's for an error rate; for an RMSE, the square root of the bounds of
+    the mean squared error's interval (mean_interval)."""
+    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
+    if task == "classification":
+        return error_interval(int(np.sum(y_pred != y_true)), len(y_true), confidence)
+    low, high = mean_interval((y_pred.astype(np.float64) - y_true.astype(np.float64)) ** 2, confidence)
+    return (math.sqrt(max(low, 0.0)), math.sqrt(max(high, 0.0))) if math.isfinite(low) else (math.nan, math.nan)
 
 
 def simple_baseline_error(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
@@ -383,8 +406,10 @@ def simple_baseline_error(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.n
 def simple_baseline_errors(x_train: np.ndarray, y_train: np.ndarray, evals: dict[str, tuple[np.ndarray, np.ndarray]],
                            task: str, max_train: int = 5000, seed: int = 0,
                            predictions: Optional[dict[str, np.ndarray]] = None) -> dict[str, float]:
-    """simple_baseline_error on several evaluation sets {name: (x, y)} with one fit; `predictions`, when given, is
-    filled with each set's predictions (n,), for a paired comparison with another model on the same samples."""
+    """simple_baseline_error on several evaluation sets {name: (x, y)} with one fit, and its training error on the
+    rows it was fitted on ("fitted"); `predictions`, when given, is filled with each set's predictions (n,), for a
+    paired comparison with another model on the same samples, and "fitted_true" with the targets of the fitted rows
+    (for the interval of the training error)."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -400,7 +425,8 @@ def simple_baseline_errors(x_train: np.ndarray, y_train: np.ndarray, evals: dict
         # LogisticRegression refuses one class; the best it could do is predict it
         evals = {**evals, "fitted": (x_train, y_train)}
         if predictions is not None:
-            predictions.update({name: np.full(len(y), y_train[0]) for name, (_, y) in evals.items()})
+            predictions.update({name: np.full(len(y), y_train[0]) for name, (_, y) in evals.items()},
+                               fitted_true=y_train)
         return {name: float(np.mean(np.asarray(y) != y_train[0])) for name, (_, y) in evals.items()}
     if task == "classification":
         # lbfgs on standardised digits converges in ~30 iterations; 1000 leaves room for harder sets
@@ -410,6 +436,8 @@ def simple_baseline_errors(x_train: np.ndarray, y_train: np.ndarray, evals: dict
         model = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
         model.fit(x_train, y_train.astype(np.float64))
     evals = {**evals, "fitted": (x_train, y_train)}  # the rows it was fitted on: its training error
+    if predictions is not None:
+        predictions["fitted_true"] = y_train
     for name, (x, y) in evals.items():
         pred = model.predict(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
         if predictions is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -30,6 +32,12 @@ def _evaluation(train=0.01, val=0.02, test=0.02, n=(2000, 600, 600), dev=None, *
     if dev is not None:
         splits["train_dev"] = _split(400, dev, 3)
     return Evaluation(task="classification", splits=splits)
+
+
+def _guesses(y: np.ndarray, error: float, seed: int) -> np.ndarray:
+    """Predictions of y (n,) that are wrong with probability `error`."""
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(len(y)) < error, (y + 1 + rng.integers(0, K - 1, len(y))) % K, y)
 
 
 def _history(val_loss=None, train_loss=None, stop="patience", best=None) -> History:
@@ -74,6 +82,26 @@ def test_every_splits_mean_loss_has_its_interval_at_the_reports_level():
     for name, s in evaluation.splits.items():
         assert narrow[name][0] < s.sample_loss.mean() < narrow[name][1]
         assert wide[name][0] < narrow[name][0] and narrow[name][1] < wide[name][1]  # 99% is wider than 95%
+
+
+def test_each_baseline_error_has_its_interval_and_none_is_invented():
+    from dlrun.report import stats
+    from dlrun.report.diagnosis import baseline_intervals
+
+    evaluation = _evaluation()
+    y, fit_y = evaluation.splits["val"].y_true, evaluation.splits["train"].y_true
+    linear, fitted = _guesses(y, 0.08, seed=3), _guesses(fit_y, 0.05, seed=4)
+    baselines = {**BASE, "simple_val_pred": linear, "simple_fit_true": fit_y, "simple_fit_pred": fitted}
+    intervals = baseline_intervals(evaluation, baselines, 0.9)
+    assert intervals["simple_val_error"] == list(stats.error_interval(int(np.sum(linear != y)), len(y), 0.9))
+    assert intervals["simple_train_error"] == list(stats.error_interval(int(np.sum(fitted != fit_y)), len(fit_y), 0.9))
+    chance = stats.chance_error(fit_y, y, "classification")  # the same majority class, on the same samples
+    assert intervals["chance_error"][0] < chance < intervals["chance_error"][1]
+    assert set(baseline_intervals(evaluation, BASE, 0.9)) == {"chance_error"}  # no predictions: no interval
+    # the underfitting verdict quotes its reference with that interval
+    d = _diagnose(_evaluation(train=0.3), baselines=baselines)
+    assert d.underfitting.stats["reference_interval"] == d.baseline_intervals["simple_train_error"]
+    assert "vs a linear model's training error 5.0% [" in d.underfitting.evidence[0]
 
 
 def test_overfitting_needs_the_gaps_lower_bound_above_the_tolerance():
@@ -209,10 +237,15 @@ def test_a_late_divergence_after_a_good_best_epoch_is_a_note_not_underfitting():
 def test_shuffled_labels_get_one_verdict_that_explains_both_gaps():
     flat_val = [1.4] * 12
     memorising = list(np.linspace(1.4, 0.3, 12))
-    d = _diagnose(_evaluation(train=0.2, val=0.74, test=0.75), history=_history(train_loss=memorising,
-                                                                                val_loss=flat_val),
-                  baselines={**BASE, "simple_val_error": 0.74})
+    evaluation = _evaluation(train=0.2, val=0.74, test=0.75)
+    linear = _guesses(evaluation.splits["val"].y_true, 0.74, seed=5)  # a linear model no better than chance
+    d = _diagnose(evaluation, history=_history(train_loss=memorising, val_loss=flat_val),
+                  baselines={**BASE, "simple_val_error": 0.74, "simple_val_pred": linear})
     assert d.underfitting.detected and d.underfitting.stats["no_signal"]
+    # judged by the one rule: neither beats chance by more than the tolerance with confidence, on the same samples
+    beats = d.underfitting.stats["versus_chance"]
+    assert beats["network"]["interval"][0] <= 0.05 and beats["linear"]["interval"][0] <= 0.05
+    assert "neither beats chance by more than the tolerance with confidence" in d.underfitting.evidence[0]
     assert not d.overfitting.detected and d.overfitting.stats["explained_by"] == "no_signal"
     # nor a focus: "work on variance: more regularisation" would contradict "check the data"
     assert d.decomposition["focus"] is None and d.decomposition["no_signal"]
@@ -220,8 +253,21 @@ def test_shuffled_labels_get_one_verdict_that_explains_both_gaps():
     # the same figures while validation loss still falls: train longer first, no 'no signal'
     falling = list(np.linspace(1.4, 1.0, 12))
     d = _diagnose(_evaluation(train=0.7, val=0.74, test=0.75), history=_history(train_loss=falling, val_loss=falling),
-                  baselines={**BASE, "simple_val_error": 0.74, "simple_train_error": 0.5})
+                  baselines={**BASE, "simple_val_error": 0.74, "simple_train_error": 0.5, "simple_val_pred": linear})
     assert not d.underfitting.stats["no_signal"] and d.underfitting.actions[0].text == "train longer"
+    # a network that beats chance by more than the tolerance with confidence has a signal, whatever the linear model
+    better = _evaluation(train=0.2, val=0.55, test=0.75)
+    d = _diagnose(better, history=_history(train_loss=memorising, val_loss=flat_val),
+                  baselines={**BASE, "simple_val_error": 0.74, "simple_val_pred": linear})
+    assert not d.underfitting.stats["no_signal"] and d.underfitting.stats["versus_chance"]["network"]["interval"][0] > 0.05
+    # and one whose advantage over chance is not confirmed above the tolerance has none that matters: the same rule
+    # for the network as for the linear model (the network's 70% is below chance's 75% with confidence, but not by
+    # more than the 5-point tolerance)
+    slight = _evaluation(train=0.2, val=0.70, test=0.75)
+    d = _diagnose(slight, history=_history(train_loss=memorising, val_loss=flat_val),
+                  baselines={**BASE, "simple_val_error": 0.74, "simple_val_pred": linear})
+    network = d.underfitting.stats["versus_chance"]["network"]
+    assert 0 < network["interval"][0] <= 0.05 and d.underfitting.stats["no_signal"]
 
 
 def test_shift_from_the_error_gap_with_label_free_evidence():
@@ -308,14 +354,39 @@ def test_per_class_errors_and_share_changes_need_significance():
              "val_wrong": np.array([10, 0]), "test_wrong": np.array([40, 3]),
              "train_share": np.array([0.5, 0.5]), "test_share": np.array([0.5, 0.5])}
     # class a: 5% -> 20% on 200 samples is significant; class b: 0/4 -> 3/4 has too few samples to test
-    assert [name for name, _, _ in evidence.worst_classes(table, 0.05)] == ["a"]
+    worst = evidence.worst_classes(table, 0.05)
+    assert [c["name"] for c in worst] == ["a"]
+    # the counts behind the rates and the test's p-value against its Bonferroni level: what the evidence quotes
+    assert (worst[0]["val_wrong"], worst[0]["val_n"], worst[0]["test_wrong"], worst[0]["test_n"]) == (10, 200, 40, 200)
+    assert worst[0]["p_value"] < worst[0]["level"] == 0.025
     table["test_wrong"] = np.array([16, 3])  # 5% -> 8%: not more than the tolerance
     assert evidence.worst_classes(table, 0.05) == []
     shares = {"class_names": ["a", "b", "c"], "train_share": np.array([0.4, 0.4, 0.2]),
               "test_share": np.array([0.6, 0.3, 0.1]), "test_count": np.array([60, 30, 10])}
     assert evidence.share_changes(shares) == []  # c halved, but 10 of 100 against 20 expected is not significant
     shares.update(test_share=np.array([0.55, 0.44, 0.01]), test_count=np.array([550, 440, 10]))
-    assert [name for name, _, _ in evidence.share_changes(shares)] == ["c"]
+    assert [c["name"] for c in evidence.share_changes(shares)] == ["c"]
+
+
+def test_per_class_evidence_of_a_shift_gives_each_rate_with_its_interval_and_the_tests_in_stats():
+    evaluation = _evaluation(val=0.02)
+    rng = np.random.default_rng(7)
+    y = rng.choice(K, 600, p=[0.4, 0.3, 0.29, 0.01])  # class 3: a quarter of training, 1% of test
+    wrong = rng.random(600) < np.where(y == 0, 0.6, 0.02)  # class 0 mostly wrong on test
+    pred = np.where(wrong, (y + 1) % K, y)
+    test = evaluation.splits["test"]
+    evaluation.splits["test"] = SplitEvaluation(loss=float(wrong.mean()), error=float(wrong.mean()), n=600, y_true=y,
+                                                y_pred=pred, sample_loss=wrong.astype(float), probs=test.probs,
+                                                features=test.features)
+    shift = _diagnose(evaluation).distribution_shift
+    assert shift.detected
+    classes = next(e for e in shift.evidence if e.startswith("systematic errors in classes: "))
+    assert re.search(r"0: \d+\.\d% \[\d+\.\d, \d+\.\d\] of \d+ wrong on validation -> \d+\.\d% \[\d+\.\d, \d+\.\d\] of "
+                     r"\d+ on test", classes), classes
+    assert shift.stats["classes"][0]["name"] == "0" and shift.stats["classes"][0]["p_value"] < 0.01
+    shares = next(e for e in shift.evidence if e.startswith("classes over/under-represented"))
+    assert re.search(r"3: 2\d\.\d% of the training samples -> \d\.\d% \[\d\.\d, \d\.\d\] of the 600 test samples", shares), shares
+    assert [c["name"] for c in shift.stats["shares"]] == ["3"]
 
 
 def test_no_command_is_suggested_twice():
