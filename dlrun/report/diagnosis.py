@@ -142,26 +142,25 @@ def _smaller_model(settings: dict) -> dict[str, Any]:
 
 @dataclass
 class _Figure:
-    """One split's error with its interval; for regression `norm` is the error over the targets' std."""
+    """One split's error (an error rate, or an RMSE in the targets' units) with its interval."""
 
     error: float
     n: int
     low: float
     high: float
-    norm: float
 
 
-def _figures(evaluation: Any, target_scale: float, confidence: float = 0.95) -> dict[str, _Figure]:
+def _figures(evaluation: Any, confidence: float = 0.95) -> dict[str, _Figure]:
     out = {}
     for name, s in evaluation.splits.items():
         if evaluation.task == "classification":
             low, high = stats.error_interval(s.errors, s.n, confidence)
-            out[name] = _Figure(s.error, s.n, low, high, s.error)
+            out[name] = _Figure(s.error, s.n, low, high)
         else:
             sq = (np.asarray(s.y_pred, dtype=np.float64) - np.asarray(s.y_true, dtype=np.float64)) ** 2
             low, high = stats.mean_interval(sq, confidence)
             low, high = math.sqrt(max(low, 0.0)), math.sqrt(max(high, 0.0))
-            out[name] = _Figure(s.error, s.n, low, high, s.error / target_scale)
+            out[name] = _Figure(s.error, s.n, low, high)
     return out
 
 
@@ -390,10 +389,10 @@ FOCUS_ADVICE = {"avoidable_bias": "a bigger model, train longer, less regularisa
                 "data_mismatch": "make the training data more like the validation data"}
 
 
-def _severity(size: float, tolerance: float, base: float = 0.0) -> str:
-    """Like Ng's book: a gap of twice the tolerance, or one at least as large as the error it sits on (the error
-    more than doubles: a 10-point gap on a near-zero training error), is severe."""
-    return "severe" if size >= 2 * tolerance or size >= max(tolerance, base) else "mild"
+def _severity(gap: Gap, tolerance: float) -> str:
+    """The one rule at twice the size: a finding is severe when its gap exceeds twice the tolerance with confidence
+    (the one-sided lower bound above 2 x tolerance), mild when it exceeds the tolerance only."""
+    return "severe" if gap.passes(2 * tolerance) else "mild"
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -416,7 +415,7 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     task = evaluation.task
     target_scale = float(baselines.get("target_scale", 1.0))
     tol, alpha = report_cfg.tolerance, report_cfg.alpha
-    fig = _figures(evaluation, target_scale, confidence=1 - alpha)
+    fig = _figures(evaluation, confidence=1 - alpha)
     ref = reference(task, tol, report_cfg.target_error, baselines)
     decomposition = decompose(fig, report_cfg.target_error, achievable=ref.value,
                               intervals=_decomposition_intervals(fig, evaluation, ref, alpha, target_scale))
@@ -824,8 +823,7 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     if not gap.passes(tol_units):
         return f
     f.detected = True
-    near_chance = chance is not None and train.error >= chance - tol_units
-    f.severity = "severe" if near_chance else _severity(excess, tol_units, reference)
+    f.severity = _severity(gap, tol_units)
     f.evidence.append(f"training error {_pct_in(train.error, [train.low, train.high], task)} vs {ref_name} "
                       f"{_pct_in(reference, ref_interval, task)}: "
                       + _gap_words(Gap("reference", "train", excess / scale, low / scale, high / scale, alpha), task,
@@ -874,7 +872,7 @@ def _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, 
                "val_loss_rise": u.get("relative_rise"), "gap_growing": u.get("gap_growing")}
     if not gap.passes(tol):
         return f
-    f.detected, f.severity = True, _severity(gap.size, tol, train.norm)
+    f.detected, f.severity = True, _severity(gap, tol)
     f.evidence.append(f"{held_out} error {_fig(other, task)} vs training error {_fig(train, task)}: "
                       + _gap_words(gap, task, tol, scale))
     if u and u.get("epochs_after_best", 0) >= 3 and (u.get("relative_rise") or 0) > 0.05:
@@ -909,7 +907,7 @@ def _data_mismatch(fig, evaluation, task, tol, alpha, overrides, scale) -> Findi
     f.stats = {"gap": gap.as_dict()}
     if not gap.passes(tol):
         return f
-    f.detected, f.severity = True, _severity(gap.size, tol, fig["train_dev"].norm)
+    f.detected, f.severity = True, _severity(gap, tol)
     f.evidence.append(f"validation error {_fig(fig['val'], task)} vs train-dev error "
                       f"{_fig(fig['train_dev'], task)} (train-dev comes from the training distribution and "
                       "was never trained on): " + _gap_words(gap, task, tol, scale))
@@ -951,7 +949,7 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
                 + "): a shift the model tolerates")
         return f
     f.detected = True
-    f.severity = _severity(gap.size, tol, val.norm)
+    f.severity = _severity(gap, tol)
     f.evidence.append(f"test error {_fig(test, task)} vs validation error {_fig(val, task)}: "
                       + _gap_words(gap, task, tol, scale))
     for t in fired:

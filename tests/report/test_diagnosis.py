@@ -129,6 +129,18 @@ def test_a_moderate_gap_on_a_high_error_is_mild():
     assert d.overfitting.detected and d.overfitting.severity == "mild"
 
 
+def test_severity_is_the_one_rule_at_twice_the_tolerance():
+    # on a training error of 0 an 8-point gap was severe (it was "as large as the error it sits on"): now a gap is
+    # severe only when it exceeds twice the tolerance with confidence
+    mild = _diagnose(_evaluation(train=0.0, val=0.08, n=(2000, 3000, 600))).overfitting
+    assert mild.detected and mild.stats["gap"]["interval"][0] < 0.10 and mild.severity == "mild"
+    severe = _diagnose(_evaluation(train=0.0, val=0.2, n=(2000, 3000, 600))).overfitting
+    assert severe.stats["gap"]["interval"][0] > 0.10 and severe.severity == "severe"
+    # a planted 12-point gap is severe on 3000 validation samples, mild on 100 (its lower bound is below 10 points)
+    sizes = {n: _diagnose(_evaluation(train=0.0, val=0.12, n=(2000, n, 600))).overfitting for n in (3000, 100)}
+    assert sizes[3000].severity == "severe" and sizes[100].severity == "mild"
+
+
 def test_overfitting_uses_train_dev_and_data_mismatch_is_its_own_finding():
     d = _diagnose(_evaluation(train=0.0, val=0.02, dev=0.2))
     assert d.overfitting.detected and d.overfitting.stats["held_out"] == "train_dev"
@@ -399,13 +411,13 @@ def test_no_command_is_suggested_twice():
 def test_decomposition_on_known_figures():
     from dlrun.report.diagnosis import _Figure
 
-    fig = {"train": _Figure(0.05, 1000, 0.04, 0.06, 0.05), "val": _Figure(0.12, 500, 0.1, 0.15, 0.12),
-           "test": _Figure(0.20, 500, 0.17, 0.23, 0.20)}
+    fig = {"train": _Figure(0.05, 1000, 0.04, 0.06), "val": _Figure(0.12, 500, 0.1, 0.15),
+           "test": _Figure(0.20, 500, 0.17, 0.23)}
     dec = decompose(fig, target_error=0.01)
     assert dec["avoidable_bias"] == pytest.approx(0.04) and dec["variance"] == pytest.approx(0.07)
     assert dec["val_to_test"] == pytest.approx(0.08) and dec["data_mismatch"] is None
     assert dec["focus"] == "variance"
-    fig["train_dev"] = _Figure(0.06, 300, 0.04, 0.09, 0.06)
+    fig["train_dev"] = _Figure(0.06, 300, 0.04, 0.09)
     dec = decompose(fig, target_error=None)  # optimal error taken as 0 for the focus
     assert dec["variance"] == pytest.approx(0.01) and dec["data_mismatch"] == pytest.approx(0.06)
     assert dec["focus"] == "data_mismatch" and dec["avoidable_bias"] is None
@@ -415,8 +427,8 @@ def test_without_a_target_error_the_focus_is_named_only_when_the_avoidable_bias_
     from dlrun.report.diagnosis import _Figure
 
     def fig(train, val):
-        return {"train": _Figure(train, 1000, train, train, train), "val": _Figure(val, 500, val, val, val),
-                "test": _Figure(val, 500, val, val, val)}
+        return {"train": _Figure(train, 1000, train, train), "val": _Figure(val, 500, val, val),
+                "test": _Figure(val, 500, val, val)}
 
     # a linear model reaches 5%: the optimal error is between 0 and about 5%
     dec = decompose(fig(0.30, 0.32), None, achievable=0.05)  # bias at least 25 points, variance 2
