@@ -557,6 +557,9 @@ def _linear_gap(versus: dict, task: str, scale: float) -> Gap:
     return Gap("linear", "val", versus["difference"] / unit, low / unit, high / unit, versus["level"])
 
 
+LR_TRENDS = ("flat", "oscillating", "diverged")  # training-loss shapes the underfitting finding blames on the lr
+
+
 def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding, task: str, tol: float, scale: float,
                                     overrides: list[str], settings: dict, notes: list[str], outputs: int = 1) -> None:
     """Evidence for the finding that fired (underfitting first: it is about training at all), or a note when none
@@ -572,8 +575,12 @@ def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding,
             f"[{_pct(low, task)}, {_pct(high, task)}]): "
             + _gap_words(_linear_gap(versus, task, scale), task, tol, 1.0 if task == "classification" else scale))
     change = {"model.hidden": []} if model.get("family") == "mlp" else {"model": "mlp", "model.hidden": []}
-    action = Action("a linear model (an MLP without hidden layers), which does better on this data",
-                    next_command(overrides, change))
+    what = "a linear model (an MLP without hidden layers), which does better on this data"
+    if under.detected and under.stats.get("train_trend") in LR_TRENDS:
+        # the training curve blames this run's learning rate: a linear model trained with it would fail the same way
+        change["optim.lr"] = health.default_lr(settings)
+        what += ", at the optimizer's usual learning rate (the curve blames this run's)"
+    action = Action(what, next_command(overrides, change))
     versus["action"] = asdict(action)  # dlrun-iterate reads it when no finding fired (then only the note says it)
     finding = under if under.detected else over if over.detected else None
     if finding is not None:

@@ -42,12 +42,16 @@ class HealthFinding:
 CAUSES = ("exploding_gradients", "vanishing_gradients", "dying_relu", "saturation")
 
 
+def default_lr(settings: dict) -> float:
+    """The optimizer's usual learning rate: 1e-2 for SGD, 1e-3 for the adaptive ones."""
+    return 1e-2 if _get(settings, "optim.name", "adam") == "sgd" else 1e-3
+
+
 def lower_lr(settings: dict) -> float:
     """A learning rate that plausibly trains after trouble: a tenth of the one used, but never above the optimizer's
     usual default (an lr of 1e9 gets the default, not 1e8)."""
     lr = float(_get(settings, "optim.lr", 1e-3))
-    default = 1e-2 if _get(settings, "optim.name", "adam") == "sgd" else 1e-3
-    return float(f"{min(lr / 10, default):.3g}")
+    return float(f"{min(lr / 10, default_lr(settings)):.3g}")
 
 
 def _weights(dynamics: list[dict]) -> dict[int, list[dict]]:

@@ -512,6 +512,12 @@ def test_a_linear_model_that_does_better_on_the_same_validation_samples_is_said_
     assert "a bigger model" not in [a.text for a in d.underfitting.actions]
     assert any("'model.hidden=[]'" in a.command for a in d.underfitting.actions)
     assert "a bigger model" in [a.text for a in _diagnose(evaluation, history=flat).underfitting.actions]
+    # the flat curve blames the learning rate: the linear model is trained at the optimizer's usual one, not this
+    # run's (a linear model at optim.lr=1e-7 would not train either)
+    tiny = diagnose(flat, evaluation, ReportConfig(), ["optim.lr=1e-07"], {**SETTINGS, "optim": {"lr": 1e-7}},
+                    baselines={**perfect, "simple_val_pred": evaluation.splits["val"].y_true}, class_names=CLASSES)
+    command = next(a.command for a in tiny.underfitting.actions if "'model.hidden=[]'" in a.command)
+    assert "optim.lr=0.001" in command and "1e-07" not in command
     # the network is a linear model already: nothing to suggest
     linear = diagnose(_history(), _evaluation(train=0.07, val=0.10), ReportConfig(), [],
                       {**SETTINGS, "model": {"family": "mlp", "hidden": []}}, baselines=perfect, class_names=CLASSES)
