@@ -115,7 +115,7 @@ def sweep_table(summary: dict, sweep_dir: str, console: Optional[Console] = None
     # a log file or a pipe gets wide lines (rich would assume 80 columns); a terminal, its own width
     console = console or Console(stderr=True, highlight=False, soft_wrap=True,
                                  width=None if sys.stderr.isatty() else 160)
-    from dlrun.sweep.summary import tally
+    from dlrun.sweep.summary import ranked_cell, tally, with_interval
 
     metric, mode = summary["rank_by"]["metric"], summary["rank_by"]["mode"]
     table = Table(title=f"sweep: {tally(summary)}; ranked by {metric} ({mode})")
@@ -124,8 +124,8 @@ def sweep_table(summary: dict, sweep_dir: str, console: Optional[Console] = None
                          overflow="fold" if column == "verdicts" else "ellipsis")
     for i, r in enumerate(summary["jobs"]):
         fired = [f"{SHORT.get(name, name)}:{sev}" for name, sev in r["verdicts"].items() if sev != "no"]
-        table.add_row(r["job"], *(r["params"].get(k, "") for k in summary["swept"]), _fmt(r["objective"]),
-                      _fmt(r["val_error"]), _fmt(r["test_error"]), str(r["stop_reason"]),
+        table.add_row(r["job"], *(r["params"].get(k, "") for k in summary["swept"]), ranked_cell(r, summary),
+                      with_interval(r["val_error"], r.get("val_interval")), _fmt(r["test_error"]), str(r["stop_reason"]),
                       " ".join(fired) or "none", style="bold green" if r["job"] == summary["best"] else None)
     for r in summary["failed"]:
         table.add_row(r["job"], *(r["params"].get(k, "") for k in summary["swept"]), "-", "-", "-",

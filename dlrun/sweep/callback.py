@@ -21,7 +21,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from dlrun.sweep.summary import FINDINGS, SCHEMA_VERSION, fmt, summarize, write_summary  # noqa: F401
+from dlrun.sweep.summary import FINDINGS, SCHEMA_VERSION, fmt, ranked_cell, summarize, write_summary  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -106,4 +106,4 @@ class SweepSummary(Callback):
         if summary["best"] is not None:
             best = summary["jobs"][0]
             log.info("sweep summary: %s; best job %s (%s), %s %s", sweep_dir / "summary.html", best["job"],
-                     " ".join(best["overrides"]), summary["rank_by"]["metric"], fmt(best["objective"]))
+                     " ".join(best["overrides"]), summary["rank_by"]["metric"], ranked_cell(best, summary))

@@ -7,7 +7,8 @@ import base64
 import io
 from pathlib import Path
 
-from dlrun.sweep.summary import _number, command, fmt, interval_words, runner_up_sentence, tally, with_interval
+from dlrun.sweep.summary import (_number, command, evaluated_note, fmt, interval_caption, ranked, ranked_cell,
+                                 runner_up_sentence, tally, with_interval)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -19,21 +20,31 @@ def html(summary: dict, plots: bool = True) -> str:
     env.filters["fmt"] = fmt
     figures = {key: param_plot(summary, key) for key in summary["swept"]} if plots and summary["jobs"] else {}
     return env.get_template("summary.html.j2").render(s=summary, command=command, figures=figures, tally=tally(summary),
-                                                      intervals=interval_words(summary),
+                                                      caption=interval_caption(summary),
+                                                      evaluated=evaluated_note(summary),
                                                       with_interval=with_interval,
+                                                      cell=lambda row: ranked_cell(row, summary),
                                                       runner_up=runner_up_sentence(summary))
 
 
 def param_plot(summary: dict, key: str) -> str:
-    """A PNG (base64) of the monitored metric against one swept parameter: one point per job, the mean per value
-    joined by a line; a log axis when positive numbers span more than two decades; categories otherwise."""
+    """A PNG (base64) of the ranking metric against one swept parameter: one point per job with its interval when it
+    has one, the mean per value joined by a line; a log axis when positive numbers span more than two decades;
+    categories otherwise."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    rows = [r for r in summary["jobs"] if r["objective"] is not None and np.isfinite(r["objective"])]
+    points = [(r, *ranked(r, summary)) for r in summary["jobs"]]
+    points = [p for p in points if p[1] is not None and np.isfinite(p[1])]
+    rows = [r for r, _, _ in points]
+    y = np.array([value for _, value, _ in points], dtype=float)  # (n,)
+    # (2, n): from each point down to its interval's low bound and up to its high one; 0 for a job without one, and
+    # where the ranked value lies a rounding error outside its interval (summary.SAME_VALUE): matplotlib refuses < 0
+    yerr = np.array([[value - i[0], i[1] - value] if i and None not in i else [0.0, 0.0]
+                     for _, value, i in points], dtype=float).reshape(-1, 2).T.clip(min=0)
     values = [r["params"].get(key, "(default)") for r in rows]
     numbers = [_number(v) for v in values]
     numeric = bool(rows) and all(x is not None for x in numbers)
@@ -41,16 +52,16 @@ def param_plot(summary: dict, key: str) -> str:
     if numeric:
         x = np.array(numbers, dtype=float)
         order = sorted(set(x))
-        means = [np.mean([r["objective"] for r, xi in zip(rows, x) if xi == v]) for v in order]
+        means = [np.mean(y[x == v]) for v in order]
         if min(order) > 0 and max(order) / min(order) > 100:
             ax.set_xscale("log")
     else:
         order = sorted(set(values), key=lambda v: values.index(v))
         x = np.array([order.index(v) for v in values], dtype=float)
-        means = [np.mean([r["objective"] for r, v in zip(rows, values) if v == o]) for o in order]
+        means = [np.mean([yi for yi, v in zip(y, values) if v == o]) for o in order]
         ax.set_xticks(range(len(order)), [str(o) for o in order], rotation=20, fontsize=9)
         order = list(range(len(order)))
-    ax.plot(x, [r["objective"] for r in rows], "o", alpha=0.6, label="job")
+    ax.errorbar(x, y, yerr=yerr, fmt="o", alpha=0.6, capsize=3, label="job (its interval)")
     ax.plot(order, means, "-", color="C1", label="mean")
     ax.set_xlabel(key)
     ax.set_ylabel(f"{summary['rank_by']['metric']} ({summary['rank_by']['mode']})")

@@ -1,6 +1,7 @@
 """The summary of a sweep, built from its job folders: one row per job (its report.json, or failure.json), ranked by
-the monitored validation metric (early_stop.monitor and mode: what a sweeper optimised), the swept parameters, and
-for k-fold sweeps the mean and standard deviation across folds of every other setting.
+the monitored validation metric (early_stop.monitor and mode: what a sweeper optimised) with its interval when
+report.json has one, the swept parameters, the runner-up against the best job on the ranking metric, and for k-fold
+sweeps the mean and standard deviation across folds of every other setting.
 
 Written into the sweep folder as summary.json (versioned), summary.md, summary.csv and a self-contained summary.html
 with a plot of the monitored metric against each swept parameter. `write_summary` is what the Hydra callback and
@@ -17,7 +18,9 @@ import shlex
 from pathlib import Path
 from typing import Any, Optional
 
-SCHEMA_VERSION = 3  # 3: objective and rank_by, swept parameters, k-fold groups, status per job
+# 3: objective and rank_by, swept parameters, k-fold groups, status per job; 4: objective_interval and
+# objective_evaluated per job, runner_up on the ranking metric (its metric and level, the error comparison under error)
+SCHEMA_VERSION = 4
 FINDINGS = ("underfitting", "overfitting", "data_mismatch", "distribution_shift")
 
 
@@ -45,10 +48,34 @@ SWEEP_ONLY = ("trainer.resume", "trainer.overwrite")
 PLAN = "sweep.json"  # written when a basic sweep starts: every job's overrides, so that a job never started is missing
 
 
+# monitor -> the report.json figures of the weights a job ended on (metrics.val) that it names. train_loss and
+# train_error are not there: the history's are running means over each epoch's training batches (dropout on,
+# augmented), not metrics.train (evaluated in eval mode at the end), so no interval is known for them
+EVALUATED = {"val_loss": ("loss", "loss_interval"), "val_error": ("error", "error_interval")}
+# the training loop's validation pass and the final evaluation sum in a different order (and under autocast): 1e-8
+# apart on CPU in float32; another epoch's weights are a different value
+SAME_VALUE = 1e-3
+
+
+def _objective_interval(objective: dict, metrics: dict) -> tuple[Optional[list], Optional[dict]]:
+    """(the interval of the ranked value, else None; {value, interval} of the weights evaluated when the ranked value,
+    the best recorded in training, is not theirs: early_stop.restore_best=false, a min_delta, a diverged run)."""
+    names = EVALUATED.get(objective["monitor"])
+    value = objective["value"]
+    evaluated = metrics.get("val", {}).get(names[0]) if names else None
+    if value is None or evaluated is None:
+        return None, None
+    interval = metrics["val"].get(names[1])  # None in reports written before the loss had one
+    if math.isclose(value, evaluated, rel_tol=SAME_VALUE, abs_tol=1e-12):
+        return interval, None
+    return None, {"value": evaluated, "interval": interval}
+
+
 def _row(job: str, report: dict) -> dict:
     metrics, run = report.get("metrics", {}), report["run"]
     objective = run.get("objective") or {"monitor": "val_error", "mode": "min",
                                          "value": metrics.get("val", {}).get("error")}
+    objective_interval, objective_evaluated = _objective_interval(objective, metrics)
     alone = [o for o in run["overrides"] if o.split("=", 1)[0].lstrip("+~") not in SWEEP_ONLY]
     return {
         # an interrupted job's report describes a partial training: listed, never ranked above a finished job
@@ -57,6 +84,7 @@ def _row(job: str, report: dict) -> dict:
         # the job alone, started the way the sweep was (--config-dir, torchrun): what to rerun or build on
         "command": " ".join([run.get("launch", "dlrun"), command(alone)]),
         "monitor": objective["monitor"], "mode": objective["mode"], "objective": objective["value"],
+        "objective_interval": objective_interval, "objective_evaluated": objective_evaluated,
         "task": run.get("task"),
         "train_error": metrics.get("train", {}).get("error"), "val_error": metrics.get("val", {}).get("error"),
         "test_error": metrics.get("test", {}).get("error"), "best_epoch": run["best_epoch"],
@@ -68,15 +96,26 @@ def _row(job: str, report: dict) -> dict:
     }
 
 
+def _ranked_field(rows: list[dict]) -> str:
+    """The row field jobs are ranked by: "objective", the jobs' common monitored metric, else "val_error" (when the
+    sweep changes early_stop.monitor, its values are not comparable across jobs)."""
+    return "objective" if len({(r["monitor"], r["mode"]) for r in rows}) <= 1 else "val_error"
+
+
+def ranked(row: dict, summary: dict) -> tuple[Any, Any]:
+    """(value, interval or None) of a job's ranking metric, as the summary's table shows it."""
+    if _ranked_field(summary["jobs"]) == "val_error":
+        return row["val_error"], row.get("val_interval")
+    return row["objective"], row.get("objective_interval")
+
+
 def _ranking(rows: list[dict]) -> tuple[str, str, Any]:
-    """(metric, mode, sort key): the jobs' common monitored metric, else validation error (when the sweep changes
-    early_stop.monitor, its values are not comparable across jobs)."""
-    monitors = {(r["monitor"], r["mode"]) for r in rows}
-    if len(monitors) == 1:
-        metric, mode = monitors.pop()
-        field = "objective"
+    """(metric, mode, sort key) of the ranking (_ranked_field)."""
+    field = _ranked_field(rows)
+    if field == "objective":
+        metric, mode = (rows[0]["monitor"], rows[0]["mode"]) if rows else ("val_error", "min")
     else:
-        metric, mode, field = "val_error", "min", "val_error"
+        metric, mode = "val_error", "min"
     sign = -1.0 if mode == "max" else 1.0
 
     def key(row: dict) -> tuple:
@@ -90,19 +129,14 @@ def _ranking(rows: list[dict]) -> tuple[str, str, Any]:
 def summarize(reports: dict[str, dict], failed: Optional[list[dict]] = None,
               missing: Optional[list[str]] = None, sweep_dir: Optional[Path] = None) -> dict:
     """{job folder: report.json content} (+ failure.json contents) -> the summary, best job first. With the sweep
-    folder, the runner-up is compared with the best job sample by sample (their predictions.csv)."""
+    folder, the runner-up is compared with the best job sample by sample on the ranking metric (versus)."""
     rows = [_row(job, report) for job, report in reports.items()]
     metric, mode, key = _ranking(rows)
     rows.sort(key=key)
     runner_up = None
     done = [r for r in rows if r["status"] == "done"]
     if sweep_dir is not None and len(done) > 1:
-        from dlrun.report.predictions import compare, read_val
-
-        best, second = rows[0], rows[1]
-        runner_up = {"job": second["job"], "against": best["job"],
-                     **compare(best["task"], read_val(Path(sweep_dir) / best["job"]),
-                               read_val(Path(sweep_dir) / second["job"]))}
+        runner_up = versus(rows[0], rows[1], metric, Path(sweep_dir))
     failed = [{**r, "params": parse_overrides(r["overrides"])} for r in (failed or [])]
     every = [r["params"] for r in rows + failed]
     keys = sorted({k for params in every for k in params})
@@ -111,6 +145,25 @@ def summarize(reports: dict[str, dict], failed: Optional[list[dict]] = None,
             "jobs": rows, "best": done[0]["job"] if done else None, "runner_up": runner_up,
             "failed": failed, "missing": list(missing or []),
             "folds": fold_groups(rows, swept)}
+
+
+def versus(best: dict, second: dict, metric: str, sweep_dir: Path) -> dict:
+    """The runner-up against the best job on the same validation samples (their predictions.csv), on the ranking
+    metric: with val_loss, the mean difference of their per-sample losses (predictions.compare_loss: a paired BCa
+    bootstrap, Student's t past 2000 samples), and their validation error's comparison under "error"; otherwise the
+    validation error's (predictions.compare: McNemar's exact interval, or the RMSE's paired bootstrap), the only
+    per-sample record (train_loss and train_error have none). At the jobs' interval level (1 - report.alpha), 95%
+    when the two differ. `level` and `metric` say which."""
+    from dlrun.report.predictions import compare, compare_loss, read_val
+
+    levels = {best["interval_level"], second["interval_level"]}
+    level = levels.pop() if len(levels) == 1 else 0.95
+    before, after = read_val(sweep_dir / best["job"]), read_val(sweep_dir / second["job"])
+    error = {"metric": "val_error", **compare(best["task"], before, after, confidence=level)}
+    head = {"job": second["job"], "against": best["job"], "level": level}
+    if metric == "val_loss":
+        return {**head, "metric": "val_loss", **compare_loss(before, after, confidence=level), "error": error}
+    return {**head, **error}
 
 
 def fold_groups(rows: list[dict], swept: list[str]) -> Optional[list[dict]]:
@@ -146,32 +199,88 @@ def fmt(value: Any) -> str:
 
 
 def with_interval(value: Any, interval: Any) -> str:
-    """0.0250 [0.0129, 0.0467]: an error with its 95% interval (report.json's error_interval), when it has one."""
+    """0.0250 [0.0129, 0.0467]: a value with its interval (report.json's error_interval, loss_interval), when it has
+    one."""
     if not interval or None in interval:
         return fmt(value)
     return f"{fmt(value)} [{interval[0]:.4f}, {interval[1]:.4f}]"
 
 
+METRIC_WORDS = {"val_loss": "validation loss", "val_error": "validation error"}
+
+
+def ranked_cell(row: dict, summary: dict) -> str:
+    """A job's ranking metric as the table shows it: '0.0965 [0.0461, 0.1963]', the bare value when report.json has
+    no interval, '0.0900 (in training)' when it is not the evaluated weights' value (evaluated_note says theirs)."""
+    value, interval = ranked(row, summary)
+    in_training = row.get("objective_evaluated") and _ranked_field(summary["jobs"]) == "objective"
+    return with_interval(value, interval) + (" (in training)" if in_training else "")
+
+
+def interval_caption(summary: dict) -> str:
+    """'Errors and val_loss with their 95% intervals.', or why the ranking metric has none."""
+    metric, level = summary["rank_by"]["metric"], interval_words(summary)
+    if metric == "val_error":
+        return f"Errors with their {level} intervals."
+    if any(ranked(r, summary)[1] for r in summary["jobs"]):
+        return f"Errors and {metric} with their {level} intervals."
+    if any(r.get("objective_evaluated") for r in summary["jobs"]):
+        return f"Errors with their {level} intervals."  # evaluated_note says why the ranked values have none
+    if metric in EVALUATED:
+        return (f"Errors with their {level} intervals ({metric} without: its reports were written before the loss "
+                "had one).")
+    return (f"Errors with their {level} intervals; {metric}, a mean over each epoch's training batches recorded "
+            "while training, has none.")
+
+
+def evaluated_note(summary: dict) -> str:
+    """The jobs whose ranked value, the best recorded in training, is not that of the weights they were evaluated
+    with, and those weights' value with its interval; '' when there are none."""
+    metric = summary["rank_by"]["metric"]
+    if _ranked_field(summary["jobs"]) != "objective":
+        return ""
+    evaluated = {r["job"]: r["objective_evaluated"] for r in summary["jobs"] if r.get("objective_evaluated")}
+    if not evaluated:
+        return ""
+    theirs = ", ".join(f"job {job}'s have {with_interval(e['value'], e['interval'])}" for job, e in evaluated.items())
+    return (f"{metric} (in training): the best value recorded while training, which ranks the job (what a sweeper "
+            "got); the weights it ended on, which were evaluated, differ (early_stop.restore_best=false, a min_delta, "
+            f"or a diverged run): {theirs}.")
+
+
 def runner_up_sentence(summary: dict) -> str:
-    """The runner-up's validation error against the best job's on the same samples: whether the sweep can tell the
-    two apart at all. '' with fewer than two jobs."""
+    """The runner-up against the best job on the same validation samples, on the ranking metric (versus): whether
+    the sweep can tell the two apart at all. '' with fewer than two jobs."""
     from dlrun.report.predictions import difference_text, verdict_text
 
     vs = summary.get("runner_up")
     if not vs:
         return ""
-    head = f"Job {vs['job']} (second) against job {vs['against']} (best), validation error"
-    if "note" in vs:
-        return f"{head}: {vs['note']}; compare their intervals."
+    rank, compared = summary["rank_by"]["metric"], vs.get("metric", "val_error")
+    words = METRIC_WORDS[compared]
+    evaluated = any(r.get("objective_evaluated") for r in summary["jobs"] if r["job"] in (vs["job"], vs["against"]))
+    head = f"Job {vs['job']} (second) against job {vs['against']} (best), {words}"
+    if compared != rank:
+        head += f" ({rank}, the ranking metric, has no per-sample values to compare)"
+    elif evaluated:
+        head += " of the weights evaluated (not the values recorded in training that rank them)"
     task = summary["jobs"][0].get("task")
-    if vs["confirmed"] == "higher":
-        meaning = "the best job's lower validation error is confirmed"
-    elif vs["confirmed"] == "lower":
-        meaning = ("the second job's validation error is lower, confirmed (the ranking is by "
-                   f"{summary['rank_by']['metric']})")
+    if "note" in vs:
+        text = f"{head}: {vs['note']}; compare their intervals."
     else:
-        meaning = "the sweep cannot tell these two apart on validation error"
-    return f"{head} on the same {vs['n']} samples: {difference_text(vs, task)}, {verdict_text(vs)}: {meaning}."
+        if vs["confirmed"] == "higher":
+            meaning = f"the best job's lower {words} is confirmed"
+        elif vs["confirmed"] == "lower":
+            meaning = f"the second job's {words} is lower, confirmed (the ranking is by {rank})"
+        else:
+            meaning = f"the sweep cannot tell these two apart on {words}"
+        what = "mean per-sample difference " if compared == "val_loss" else ""
+        text = (f"{head} on the same {vs['n']} samples: {what}{difference_text(vs, task)} "
+                f"({100 * vs.get('level', 0.95):.3g}% interval), {verdict_text(vs)}: {meaning}.")
+    error = vs.get("error")
+    if error and "note" not in error:
+        text += f" On validation error: {difference_text(error, task)}, {verdict_text(error)}."
+    return text
 
 
 def interval_words(summary: dict) -> str:
@@ -211,12 +320,13 @@ def render_markdown(summary: dict) -> str:
         v = r["verdicts"]
         errors = " | ".join(with_interval(r[f"{split}_error"], r.get(f"{split}_interval"))
                             for split in ("train", "val", "test"))
-        lines.append(f"| {r['job']} | `{command(r['overrides'])}` | {fmt(r['objective'])} | {errors} | "
+        lines.append(f"| {r['job']} | `{command(r['overrides'])}` | {ranked_cell(r, summary)} | {errors} | "
                      f"{r['best_epoch']} | {r['stop_reason']} | "
                      f"{v.get('underfitting')} | {v.get('overfitting')} | {v.get('distribution_shift')} |")
     if summary["best"] is not None:
-        lines += ["", f"Errors with their {interval_words(summary)} intervals. " + runner_up_sentence(summary), "",
-                  "The best job alone:", "", "```bash", summary["jobs"][0]["command"], "```"]
+        text = " ".join(t for t in (interval_caption(summary), evaluated_note(summary), runner_up_sentence(summary))
+                        if t)
+        lines += ["", text, "", "The best job alone:", "", "```bash", summary["jobs"][0]["command"], "```"]
     if summary["folds"]:
         lines += ["", "## Cross-validation: mean and standard deviation across folds", "",
                   "| setting | folds | " + rank["metric"] + " | val error | test error |", "|---|---:|---:|---:|---:|"]
@@ -238,11 +348,13 @@ def render_markdown(summary: dict) -> str:
 
 
 def render_csv(summary: dict) -> str:
-    """One row per job (done and failed), one column per swept parameter; each error with its 95% interval's bounds
-    (`val_error_low`, `val_error_high`, ...)."""
+    """One row per job (done and failed), one column per swept parameter; the ranking metric and each error with
+    its interval's bounds (`val_loss_low`, `val_loss_high`, `val_error_low`, ...; empty without one)."""
     swept = summary["swept"]
+    metric = summary["rank_by"]["metric"]
     errors = [f"{split}_error{part}" for split in ("train", "val", "test") for part in ("", "_low", "_high")]
-    fields = ["job", "status", *swept, summary["rank_by"]["metric"], *errors,
+    ranking = [metric, f"{metric}_low", f"{metric}_high"] if metric != "val_error" else []
+    fields = ["job", "status", *swept, *ranking, *errors,
               "best_epoch", "stop_reason", *FINDINGS, "exit_status", "error", "overrides"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
@@ -250,9 +362,10 @@ def render_csv(summary: dict) -> str:
     for r in summary["jobs"]:
         bounds = {f"{split}_error_{side}": bound for split in ("train", "val", "test")
                   for side, bound in zip(("low", "high"), r.get(f"{split}_interval") or ("", ""))}
+        value, interval = ranked(r, summary)
+        ranking = {metric: value, **dict(zip((f"{metric}_low", f"{metric}_high"), interval or ("", "")))}
         writer.writerow({**{k: r["params"].get(k, "") for k in swept}, **r, **r["verdicts"], **bounds,
-                         summary["rank_by"]["metric"]: r["objective"] if "objective" in r else "",
-                         "overrides": command(r["overrides"])})
+                         **(ranking if metric != "val_error" else {}), "overrides": command(r["overrides"])})
     for r in summary["failed"]:
         writer.writerow({**{k: r["params"].get(k, "") for k in swept}, "job": r["job"], "status": "failed",
                          "exit_status": r["exit_status"], "error": r["error"], "overrides": command(r["overrides"])})

@@ -192,7 +192,8 @@ def test_the_summary_gives_the_intervals_level_the_jobs_used(tmp_path):
         _job(tmp_path, str(i), [f"reg.dropout={i}"], val=0.1 + i / 10, val_loss=0.5 + i)
         report = json.loads((tmp_path / str(i) / "report.json").read_text())
         report["run"]["interval_level"] = 0.8  # report.alpha=0.2
+        report["metrics"]["val"].update(loss=0.5 + i, loss_interval=[0.4 + i, 0.6 + i])
         (tmp_path / str(i) / "report.json").write_text(json.dumps(report))
     write_summary(tmp_path)
-    assert "Errors with their 80% intervals." in (tmp_path / "summary.md").read_text()
-    assert "Errors with their 80% intervals." in (tmp_path / "summary.html").read_text()
+    assert "Errors and val_loss with their 80% intervals." in (tmp_path / "summary.md").read_text()
+    assert "Errors and val_loss with their 80% intervals." in (tmp_path / "summary.html").read_text()
