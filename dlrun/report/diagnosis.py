@@ -63,6 +63,7 @@ class Diagnosis:
     still_improving: Optional[dict] = None  # max_epochs ended a run whose validation loss was still falling
     loss_intervals: dict[str, list[float]] = field(default_factory=dict)  # split -> (1 - alpha) interval of its loss
     baseline_intervals: dict[str, list[float]] = field(default_factory=dict)  # baseline -> its (1 - alpha) interval
+    signal_unconfirmed: Optional[dict] = None  # neither confirmed to beat chance nor not to: the note's action
 
     def findings(self) -> dict[str, Finding]:
         return {"underfitting": self.underfitting, "overfitting": self.overfitting,
@@ -183,6 +184,11 @@ class Gap:
         """The one gate every finding uses: the gap exceeds the tolerance with confidence 1 - level."""
         return math.isfinite(self.low) and self.low > tolerance
 
+    def within(self, tolerance: float) -> bool:
+        """The mirror of `passes`, for a claim of no difference: the gap is below the tolerance with confidence
+        1 - level (its one-sided upper bound, the interval's upper end, is below it)."""
+        return math.isfinite(self.high) and self.high < tolerance
+
     def as_dict(self) -> dict:
         return {"size": self.size, "interval": [self.low, self.high], "level": self.level,
                 "confirmable_from": self.confirmable}
@@ -237,6 +243,16 @@ def _gap_words(gap: Gap, task: str, tol: float, scale: float = 1.0) -> str:
                 f"{100 * gap.low:.2f}% {verdict} the tolerance {_pct(tol, task)}")
     return (f"a gap of {gap.size * scale:.4g}, whose one-sided {100 * (1 - gap.level):g}% lower confidence bound "
             f"{gap.low * scale:.4g} {verdict} the tolerance {tol * scale:.4g} ({tol:g} of the training targets' std)")
+
+
+def _within_words(gap: Gap, task: str, tol: float, scale: float = 1.0) -> str:
+    """Gap.within in words (the mirror of _gap_words: the upper bound against the tolerance)."""
+    verdict = "is below" if gap.within(tol) else "is not below"
+    bound = f"one-sided {100 * (1 - gap.level):g}% upper confidence bound"
+    if task == "classification":
+        return f"{_pct(gap.size, task)}, whose {bound} {100 * gap.high:.2f}% {verdict} the tolerance {_pct(tol, task)}"
+    return (f"{gap.size * scale:.4g}, whose {bound} {gap.high * scale:.4g} {verdict} the tolerance {tol * scale:.4g} "
+            f"({tol:g} of the training targets' std)")
 
 
 def _blind_zone(gap: Gap, evaluation: Any, task: str) -> str:
@@ -491,16 +507,19 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
                               "actions": [{"text": t, "command": next_command(overrides, {**safe, **c})}
                                           for t, c in zip(h.texts, h.changes)]} for h in found],
                      versus_linear=versus, still_improving=still, baseline_intervals=baseline_ints,
+                     signal_unconfirmed=under.stats.get("signal_unconfirmed"),
                      loss_intervals={name: list(stats.mean_interval(s.sample_loss, 1 - alpha))
                                      for name, s in evaluation.splits.items()})
 
 
-NOTE_ACTIONS = ("versus_linear", "still_improving")  # report.json evidence entries that may carry an action
+# report.json evidence entries that may carry an action
+NOTE_ACTIONS = ("signal_unconfirmed", "versus_linear", "still_improving")
 
 
 def note_actions(report: dict) -> list[tuple[str, dict]]:
     """A report.json's suggestions outside the findings (its notes' commands), as (evidence entry, {text, command}),
-    in NOTE_ACTIONS order: a linear model that does better on validation (measured) before more epochs (a trend)."""
+    in NOTE_ACTIONS order: the data checked when no signal is confirmed either way (nothing else means much before
+    that), a linear model that does better on validation (measured), more epochs (a trend)."""
     evidence = report.get("evidence") or {}
     return [(name, (evidence.get(name) or {})["action"]) for name in NOTE_ACTIONS
             if (evidence.get(name) or {}).get("action")]
@@ -772,15 +791,17 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     gap = Gap("reference", "train", excess, low, high, alpha)
     val = fig["val"]
     trend = curves["train_trend"]
-    # no signal, by the one rule: neither the network nor a linear model beats chance on the same validation samples
-    # by more than the tolerance with confidence 1 - alpha, and the validation curve has stopped improving (a run
-    # whose validation loss is still falling is first told to train longer; the training loss may keep falling by
-    # memorising, so it does not tell)
+    # no signal, confirmed by the one rule's mirror: neither the network nor a linear model beats chance on the same
+    # validation samples by as much as the tolerance, with confidence 1 - alpha (Gap.within), and the validation
+    # curve has stopped improving (a run whose validation loss is still falling is first told to train longer; the
+    # training loss may keep falling by memorising, so it does not tell). Neither confirmed to beat chance nor
+    # confirmed not to (splits too small to tell): a note, not a verdict
     beats = {"network": _versus_chance(evaluation, evaluation.splits["val"].y_pred, "network", alpha, scale),
              "linear": _versus_chance(evaluation, baselines.get("simple_val_pred"), "linear", alpha, scale)}
-    no_signal = (chance is not None and simple_val is not None and target_error is None
-                 and curves["val_trend"] not in ("falling", "short")
-                 and all(g is not None and not g.passes(tol) for g in beats.values()))
+    eligible = (chance is not None and simple_val is not None and target_error is None
+                and curves["val_trend"] not in ("falling", "short") and all(g is not None for g in beats.values()))
+    no_signal = eligible and all(g.within(tol) for g in beats.values())
+    unsure = eligible and not no_signal and not any(g.passes(tol) for g in beats.values())
     f.stats = {"train_error": train.error, "train_error_interval": [train.low, train.high], "reference": reference,
                "reference_name": ref_name, "reference_interval": ref_interval, "excess": excess, "gap": gap.as_dict(),
                "chance_error": chance, "chance_error_interval": intervals.get("chance_error"),
@@ -808,25 +829,34 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     if diverged:  # judged on the restored best epoch: the late divergence is a note, not a verdict
         notes.append(f"the training diverged after epoch {history.best_epoch}, whose weights were restored and are "
                      f"judged here; to train further, lower the learning rate: {safe_lr.command}")
+    unit = 1.0 if task == "classification" else scale
+    versus = (f"validation {'error' if task == 'classification' else 'RMSE'} "
+              f"{_pct_in(val.error, [val.low, val.high], task)} and a linear model's "
+              f"{_pct_in(simple_val, intervals.get('simple_val_error'), task)} vs chance's "
+              f"{_pct_in(chance, intervals.get('chance_error'), task)} on the same validation samples")
+    check = Action("check the data and the labels (are inputs and labels aligned, or did a shuffle separate them? a "
+                   "wrong target column? is the task learnable from these inputs?), then a train-dev split, which "
+                   "tells memorising from a mismatch", next_command(overrides, {"split.train_dev": 0.1}))
     if no_signal:
-        f.detected, f.severity = True, "severe"
-        unit = 1.0 if task == "classification" else scale
-        f.evidence.append(f"validation {'error' if task == 'classification' else 'RMSE'} "
-                          f"{_pct_in(val.error, [val.low, val.high], task)} and a linear model's "
-                          f"{_pct_in(simple_val, intervals.get('simple_val_error'), task)} vs chance's "
-                          f"{_pct_in(chance, intervals.get('chance_error'), task)} on the same validation samples: "
-                          "neither beats chance by more than the tolerance with confidence (the network's advantage, "
-                          f"paired: {_gap_words(beats['network'], task, tol, unit)}; the linear model's: "
-                          f"{_gap_words(beats['linear'], task, tol, unit)}), and the validation loss stopped "
-                          "improving: no usable relation between the inputs and the outputs shows in these data")
+        f.detected, f.severity = True, "severe"  # nothing to learn: the worst case there is
+        f.evidence.append(f"{versus}: neither beats chance by as much as the tolerance, with confidence (the "
+                          f"network's advantage, paired: {_within_words(beats['network'], task, tol, unit)}; the "
+                          f"linear model's: {_within_words(beats['linear'], task, tol, unit)}), and the validation "
+                          "loss stopped improving: no usable relation between the inputs and the outputs shows in "
+                          "these data")
         if train.error < chance - tol_units:
             f.evidence.append(f"the training error {_pct_in(train.error, [train.low, train.high], task)} is below "
-                              "chance only by memorising (this also explains the gap to validation: no separate "
+                              "chance only by memorising (which is also why validation is worse: no separate "
                               "overfitting verdict)")
-        f.actions.append(Action("check the data and the labels: are inputs and labels aligned (a shuffle that "
-                                "separated them, a wrong target column)? is the task learnable from these inputs?",
-                                next_command(overrides, {"split.train_dev": 0.1})))
+        f.actions.append(check)
         return f
+    if unsure:
+        f.stats["signal_unconfirmed"] = {"action": asdict(check)}
+        notes.append(f"{versus}: neither is confirmed to beat chance by more than the tolerance (the network's "
+                     f"advantage, paired: {_gap_words(beats['network'], task, tol, unit)}; the linear model's: "
+                     f"{_gap_words(beats['linear'], task, tol, unit)}), nor confirmed not to (these splits are too "
+                     f"small to tell): the inputs may carry no usable relation to the outputs; {check.text}: "
+                     f"{check.command}")
     if not gap.passes(tol_units):
         return f
     f.detected = True

@@ -70,7 +70,8 @@ def build_report(run_info: dict, evaluation: Any, diagnosis: Any, baselines: dic
         "health": getattr(diagnosis, "health", []),  # training-health findings (report/health.py)
         "evidence": {"shift_tests": diagnosis.shift_tests, "curves": diagnosis.curves,
                      "per_class": per_class, "versus_linear": getattr(diagnosis, "versus_linear", None),
-                     "still_improving": getattr(diagnosis, "still_improving", None)},
+                     "still_improving": getattr(diagnosis, "still_improving", None),
+                     "signal_unconfirmed": getattr(diagnosis, "signal_unconfirmed", None)},
     }
 
 
