@@ -223,6 +223,17 @@ def interval_text(pair: Any, percent: bool) -> str:
     return f"[{100 * low:.1f}, {100 * high:.1f}]" if percent else f"[{low:.4g}, {high:.4g}]"
 
 
+def range_ends(decomposition: dict, percent: bool) -> tuple[str, str]:
+    """The avoidable bias's range without a target, in words: its lower end, the training error minus a linear
+    model's, with that difference's interval, or "0" (exact: the floor of a bias) when the difference is not above
+    0; its upper end, the training error itself, with its interval."""
+    low, high = decomposition["avoidable_bias_range"]
+    intervals = decomposition.get("intervals") or {}
+    task = "classification" if percent else "regression"
+    lower = _pct_in(low, intervals.get("avoidable_bias"), task) if low > 0 else "0"
+    return lower, _pct_in(high, intervals.get("train_error"), task)
+
+
 def _pct_in(x: Optional[float], interval: Any, task: str) -> str:
     """12.3% [10.1, 14.8]: a figure with its interval (the interval left out when it has none)."""
     return f"{_pct(x, task)} {interval_text(interval, task == 'classification')}".rstrip()
@@ -279,18 +290,37 @@ class Reference:
     source: Optional[str] = None  # the baselines entry it is (its interval is baseline_intervals' entry)
 
 
-def reference(task: str, tol: float, target_error: Optional[float], baselines: dict) -> Reference:
-    """The underfitting verdict's reference, and the decomposition's: the user's target, else what a linear model
-    reaches, else 0. A linear model that memorised its training rows (its validation error more than the tolerance
-    above its training error: few rows, many inputs) says little about what is achievable: its validation error is
-    used."""
+def _memorised(task: str, tol: float, baselines: dict, evaluation: Any, alpha: float) -> bool:
+    """The linear model memorised its training rows, by the one rule: its validation error exceeds its training
+    error by more than the tolerance with confidence 1 - alpha (Newcombe's interval; regression: a bootstrap of the
+    RMSE difference, in units of the targets' std). False when its predictions are not there to tell."""
     simple, simple_n = baselines.get("simple_train_error"), baselines.get("simple_train_n")
     simple_val, simple_val_n = baselines.get("simple_val_error"), baselines.get("simple_val_n")
-    scale = float(baselines.get("target_scale", 1.0))
+    if simple is None or not math.isfinite(simple) or simple_val is None or not simple_val_n or not simple_n:
+        return False
+    if task == "classification":
+        low, _ = stats.rate_diff_interval(int(round(simple * simple_n)), simple_n, int(round(simple_val * simple_val_n)),
+                                          simple_val_n, confidence=1 - 2 * alpha)
+        return math.isfinite(low) and low > tol
+    fit_true, fit_pred, val_pred = (baselines.get(k) for k in ("simple_fit_true", "simple_fit_pred", "simple_val_pred"))
+    if evaluation is None or fit_true is None or fit_pred is None or val_pred is None:
+        return False
+    sq_fit = (np.asarray(fit_pred, float) - np.asarray(fit_true, float)) ** 2
+    sq_val = (np.asarray(val_pred, float) - np.asarray(evaluation.splits["val"].y_true, float)) ** 2
+    low, _ = stats.rmse_diff_interval(sq_fit, sq_val, confidence=1 - 2 * alpha)
+    return math.isfinite(low) and low / float(baselines.get("target_scale", 1.0)) > tol
+
+
+def reference(task: str, tol: float, target_error: Optional[float], baselines: dict, evaluation: Any = None,
+              alpha: float = 0.05) -> Reference:
+    """The underfitting verdict's reference, and the decomposition's: the user's target, else what a linear model
+    reaches, else 0. A linear model that memorised its training rows (_memorised: few rows, many inputs) says little
+    about what is achievable: its validation error is used, and named so."""
+    simple, simple_n = baselines.get("simple_train_error"), baselines.get("simple_train_n")
+    simple_val, simple_val_n = baselines.get("simple_val_error"), baselines.get("simple_val_n")
     if target_error is not None:
         return Reference(float(target_error), "the target error (report.target_error)", "target")
-    if simple is not None and math.isfinite(simple) and simple_val is not None and simple_val_n \
-            and simple_val - simple > _tolerance_in_units(tol, task, scale):
+    if _memorised(task, tol, baselines, evaluation, alpha):
         return Reference(simple_val, "a linear model's validation error (it memorised its training rows)", "linear",
                          simple_val_n, "simple_val_error")
     if simple is not None and math.isfinite(simple):
@@ -325,26 +355,33 @@ def decompose(fig: dict[str, _Figure], target_error: Optional[float], achievable
     model reaches: the underfitting verdict's reference), so the avoidable bias lies between train - achievable
     (at least 0) and train - 0 (`avoidable_bias_range`). The focus is then named only when that range does not
     straddle the largest other term; otherwise it is null (`focus_undetermined`): set report.target_error. A term
-    at 0 or below is never the focus (nothing to work on); when no term can be above 0 the focus is null.
-    `intervals`: each level's and term's two-sided (1 - alpha) interval, kept as given."""
+    not confirmed above 0 (at 0 or below, or its interval's lower end) is never the focus (nothing shown to work
+    on); when no term is, the focus is null. `intervals`: each level's and term's two-sided (1 - alpha) interval,
+    kept as given."""
+    intervals = intervals or {}
+
+    def above_zero(term: str, value: float) -> bool:
+        low = (intervals.get(term) or [None])[0]
+        return value > 0 and (low is None or (math.isfinite(low) and low > 0))
+
     train = fig["train"].error
     dev = fig["train_dev"].error if "train_dev" in fig else None
     val, test = fig["val"].error, fig["test"].error
     others = {"variance": (dev if dev is not None else val) - train,
               "data_mismatch": None if dev is None else val - dev}
     finite = {k: v for k, v in others.items() if v is not None and math.isfinite(v)}
-    positive = {k: v for k, v in finite.items() if v > 0}  # a term at 0 or below is nothing to work on
+    positive = {k: v for k, v in finite.items() if above_zero(k, v)}  # else nothing shown to work on
     largest = max(positive, key=positive.get) if positive else None
     bias_range, undetermined = None, False
     if target_error is not None or not math.isfinite(train):
-        if target_error is not None and math.isfinite(train) and train - target_error > 0:
+        if target_error is not None and math.isfinite(train) and above_zero("avoidable_bias", train - target_error):
             positive["avoidable_bias"] = train - target_error
         focus = max(positive, key=positive.get) if positive else None
     else:
         upper = train
         lower = max(0.0, train - achievable) if achievable is not None and math.isfinite(achievable) else upper
         bias_range = [lower, upper]
-        if lower > 0 and (largest is None or lower >= positive[largest]):
+        if above_zero("avoidable_bias", lower) and (largest is None or lower >= positive[largest]):
             focus = "avoidable_bias"
         elif largest is not None and positive[largest] >= upper:
             focus = largest
@@ -365,7 +402,7 @@ def decompose(fig: dict[str, _Figure], target_error: Optional[float], achievable
         "val_to_test": test - val,
         "focus": focus,
         "focus_undetermined": undetermined,
-        "intervals": dict(intervals or {}),
+        "intervals": dict(intervals),
     }
 
 
@@ -432,7 +469,7 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     target_scale = float(baselines.get("target_scale", 1.0))
     tol, alpha = report_cfg.tolerance, report_cfg.alpha
     fig = _figures(evaluation, confidence=1 - alpha)
-    ref = reference(task, tol, report_cfg.target_error, baselines)
+    ref = reference(task, tol, report_cfg.target_error, baselines, evaluation, alpha)
     decomposition = decompose(fig, report_cfg.target_error, achievable=ref.value,
                               intervals=_decomposition_intervals(fig, evaluation, ref, alpha, target_scale))
     notes: list[str] = []
@@ -442,8 +479,9 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     table = evidence.per_class(evaluation, class_names) if class_names else None
 
     baseline_ints = baseline_intervals(evaluation, baselines, 1 - alpha)
-    if decomposition["achievable"] is not None:  # a linear model's error, itself an estimate
+    if decomposition["achievable"] is not None:  # a linear model's error, itself an estimate, and which one
         decomposition["achievable_interval"] = baseline_ints.get(ref.source) if ref.source else None
+        decomposition["achievable_name"] = ref.name
     under = _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref, baselines, overrides, settings,
                           notes, constant_loss(task, num_classes), baseline_ints)
     untrained = under.stats.get("untrained")
@@ -645,18 +683,8 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
     if decomposition.get("avoidable_bias") is not None:
         bias = f"avoidable bias {_pct_in(decomposition['avoidable_bias'], intervals.get('avoidable_bias'), task)}"
     elif bias_range is not None:
-        # the lower estimate (against a linear model) and the upper one (against 0: the training error itself)
-        ends = [_pct_in(bound, intervals.get(key), task)
-                for bound, key in zip(bias_range, ("avoidable_bias", "train_error"))]
-        low, high = (_pct(bound, task) for bound in bias_range)
-        if ends[0] == ends[1]:
-            bias = f"avoidable bias {ends[0]}"
-        elif low == high:  # one figure, two estimates with their own uncertainty
-            percent = task == "classification"
-            bias = (f"avoidable bias {low} (lower estimate {interval_text(intervals.get('avoidable_bias'), percent)}, "
-                    f"upper {interval_text(intervals.get('train_error'), percent)})")
-        else:
-            bias = f"avoidable bias between {ends[0]} and {ends[1]}"
+        low, high = range_ends(decomposition, task == "classification")
+        bias = f"avoidable bias {low}" if low == high else f"avoidable bias between {low} and {high}"
         what = "what a linear model reaches" if reference_name.startswith("a linear") else "the reference"
         why = ("the best achievable error lies between 0 and about "
                f"{_pct_in(decomposition.get('achievable'), decomposition.get('achievable_interval'), task)} ({what})")
@@ -676,7 +704,7 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
     if decomposition.get("focus_undetermined"):
         return (f"focus: none named ({listed}): the decomposition cannot tell whether the avoidable bias is the "
                 f"largest term, or above 0 at all: {why}: set report.target_error to your estimate")
-    return f"focus: none named ({listed}): no term is above 0, nothing these splits can see to work on"
+    return f"focus: none named ({listed}): no term is confirmed above 0, nothing these splits can show to work on"
 
 
 def _jsonable(table: Optional[dict]) -> Optional[dict]:

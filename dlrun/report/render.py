@@ -278,7 +278,7 @@ def _joined(words: list[str], last: str) -> str:
 def _focus_sentence(decomposition: dict, percent: bool, fired: set[str] = frozenset()) -> str:
     """Ng's focus: the largest of avoidable bias, variance and data mismatch, what to work on first; or why the
     decomposition names none."""
-    from dlrun.report.diagnosis import focus_advice
+    from dlrun.report.diagnosis import focus_advice, range_ends
 
     focus = decomposition.get("focus")
     intervals = decomposition.get("intervals") or {}
@@ -292,15 +292,14 @@ def _focus_sentence(decomposition: dict, percent: bool, fired: set[str] = frozen
         largest = max(others, key=lambda t: decomposition[t]) if others else None
         other = "" if largest is None else \
             f", the {_label(largest)} is {_with_interval(decomposition[largest], intervals.get(largest), percent)}"
-        low, high = (_with_interval(bound, intervals.get(key), percent)
-                     for bound, key in zip(bias_range, ("avoidable_bias", "train_error")))
+        low, high = range_ends(decomposition, percent)
         return (f"Ng's decomposition names no focus yet: the avoidable bias lies between {low} and {high} (the best "
                 f"achievable error is unknown: between 0 and what a linear model reaches){other}; set "
                 "report.target_error to your estimate of the best achievable error.")
     if not focus:
-        return "Ng's decomposition names no focus: no term is above 0, nothing these splits can see to work on."
+        return "Ng's decomposition names no focus: no term is confirmed above 0, nothing these splits can show to work on."
     if focus == "avoidable_bias" and decomposition.get("avoidable_bias") is None and bias_range:
-        amount = f" (at least {_with_interval(bias_range[0], intervals.get('avoidable_bias'), percent)}, the largest"
+        amount = f" (at least {range_ends(decomposition, percent)[0]}, the largest"
     else:
         amount = f" ({_with_interval(decomposition.get(focus), intervals.get(focus), percent)}, the largest"
     shift = ("; the gap from validation to test is the distribution-shift finding's (see its next runs)"
@@ -399,7 +398,8 @@ def _decomposition_rows(decomposition: dict, percent: bool) -> list[dict]:
         elif key == "avoidable_bias_range" and value is not None:
             achievable = decomposition.get("achievable")
             if achievable:
-                add("avoidable bias, lower estimate: train error minus a linear model's "
+                name = decomposition.get("achievable_name") or "a linear model's error"
+                add(f"avoidable bias, lower estimate: train error minus {name} "
                     f"{_with_interval(achievable, decomposition.get('achievable_interval'), percent)}",
                     decomposition["train_error"] - achievable, intervals.get("avoidable_bias"), focus == "avoidable_bias")
             add("avoidable bias, upper estimate: against an optimal error of 0", value[1], intervals.get("train_error"),

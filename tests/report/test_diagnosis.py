@@ -104,6 +104,19 @@ def test_each_baseline_error_has_its_interval_and_none_is_invented():
     assert "vs a linear model's training error 5.0% [" in d.underfitting.evidence[0]
 
 
+def test_the_avoidable_bias_range_never_prints_a_number_outside_its_interval():
+    from dlrun.report.diagnosis import range_ends
+
+    # the training error below a linear model's: the lower end is the floor 0, exact (not 0.0% beside the negative
+    # difference's interval)
+    below = {"avoidable_bias_range": [0.0, 0.036], "intervals": {"avoidable_bias": [-0.108, -0.032],
+                                                                   "train_error": [0.021, 0.05]}}
+    assert range_ends(below, True) == ("0", "3.6% [2.1, 5.0]")
+    above = {"avoidable_bias_range": [0.027, 0.078], "intervals": {"avoidable_bias": [0.017, 0.04],
+                                                                   "train_error": [0.067, 0.09]}}
+    assert range_ends(above, True) == ("2.7% [1.7, 4.0]", "7.8% [6.7, 9.0]")
+
+
 def test_overfitting_needs_the_gaps_lower_bound_above_the_tolerance():
     d = _diagnose(_evaluation(train=0.0, val=0.15))
     assert d.overfitting.detected and d.overfitting.severity == "severe"  # 15 points on ~0: severe, as in Ng's book
@@ -427,6 +440,13 @@ def test_decomposition_on_known_figures():
     dec = decompose(fig, target_error=None)  # optimal error taken as 0 for the focus
     assert dec["variance"] == pytest.approx(0.01) and dec["data_mismatch"] == pytest.approx(0.06)
     assert dec["focus"] == "data_mismatch" and dec["avoidable_bias"] is None
+    # a term whose interval reaches 0 is not shown to be above it: never the focus, however large its estimate
+    unsure = decompose(fig, target_error=0.0, intervals={"data_mismatch": [-0.03, 0.1], "variance": [0.001, 0.05],
+                                                         "avoidable_bias": [0.04, 0.08]})
+    assert unsure["focus"] == "avoidable_bias"
+    unsure = decompose(fig, target_error=0.0, intervals={"data_mismatch": [-0.03, 0.1], "variance": [0.001, 0.05],
+                                                         "avoidable_bias": [-0.01, 0.08]})
+    assert unsure["focus"] == "variance"
 
 
 def test_without_a_target_error_the_focus_is_named_only_when_the_avoidable_bias_range_decides():
@@ -617,6 +637,12 @@ def test_a_linear_model_that_memorised_its_rows_is_not_the_reference():
     d = _diagnose(_evaluation(train=0.08, val=0.15, test=0.15, n=(180, 600, 600)), baselines=memorised)
     assert not d.underfitting.detected
     assert d.underfitting.stats["reference"] == 0.2 and "memorised" in d.underfitting.stats["reference_name"]
+    assert d.decomposition["achievable_name"] == d.underfitting.stats["reference_name"]  # the table names it
+    # memorising is judged by the one rule: 6.5 points above its training error on 200 samples is not confirmed
+    # above the tolerance, so its training error stays the reference
+    unsure = {**memorised, "simple_val_error": 0.065, "simple_val_n": 200}
+    d = _diagnose(_evaluation(train=0.08, val=0.15, test=0.15, n=(180, 600, 600)), baselines=unsure)
+    assert d.underfitting.stats["reference"] == 0.0 and d.underfitting.stats["reference_name"].endswith("training error")
     honest = {**memorised, "simple_val_error": 0.03}  # a linear model that generalises: its training error counts
     assert _diagnose(_evaluation(train=0.12, val=0.15, test=0.15, n=(1000, 600, 600)),
                      baselines={**honest, "simple_train_n": 1000}).underfitting.detected
