@@ -517,7 +517,8 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     if versus and versus["fires"]:
         _say_a_linear_model_does_better(versus, under, over, task, tol, target_scale, overrides, settings, notes,
                                         outputs=num_classes if task == "classification" else 1)
-    shift = _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, target_scale, notes, settings)
+    shift = _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, target_scale, notes, settings,
+                   mismatch.detected)
     if under.detected and not under.stats.get("no_signal"):
         for finding in (over, mismatch, shift):
             _wait_for_the_training_error(finding)
@@ -982,8 +983,18 @@ def _data_mismatch(fig, evaluation, task, tol, alpha, overrides, scale) -> Findi
     return f
 
 
+def _shares_words(shares: list[dict], task: str, alpha: float) -> str:
+    """Classes whose share moved from training to test (evidence.share_changes), each test share with its interval."""
+    def share(c: dict) -> str:
+        return _pct_in(c["test_count"] / c["test_n"], stats.error_interval(c["test_count"], c["test_n"], 1 - alpha),
+                       task)
+
+    return "; ".join(f"{c['name']}: {100 * c['train_share']:.1f}% of the training samples -> {share(c)} of the "
+                     f"{c['test_n']} test samples" for c in shares)
+
+
 def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, scale, notes,
-           settings: Optional[dict] = None) -> Finding:
+           settings: Optional[dict] = None, mismatch_detected: bool = False) -> Finding:
     """Test worse than validation (labels), with the label-free tests as evidence of why.
 
     alpha is split: alpha/2 for the error gap, alpha/2 for the label-free family (each test at alpha/2 over their
@@ -1007,11 +1018,20 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
                                  "includes that bias, absorbed by the tolerance"}
     if not degraded:
         if fired:
-            notes.append("the test inputs differ from the validation inputs (" + "; ".join(
-                f"{t['what']}: p = {t['p_value']:.2g} < {t['level']:.2g}" for t in fired) + "), but the test error "
-                f"{_fig(test, task)} is not worse than validation's {_fig(val, task)} by more than the tolerance "
-                "with confidence (" + _gap_words(gap, task, tol, scale) + _blind_zone(gap, evaluation, task)
-                + "): a shift the model tolerates")
+            moved = ("; the class shares moved (" + _shares_words(shares, task, alpha) + ")") if shares else ""
+            if mismatch_detected:  # test comes from the training distribution, validation does not
+                meaning = ("the validation split is the one that differs from the training data (the data-mismatch "
+                           "finding), the test split less so")
+            elif math.isfinite(gap.high) and gap.high < 0:
+                meaning = "the test error is lower than validation's with confidence: the test samples are easier"
+            else:
+                meaning = ("no degradation confirmed: a shift the model tolerates, or one that costs less than these "
+                           "splits can confirm")
+            notes.append("the test split differs from the validation split (" + "; ".join(
+                f"{t['what']}: p = {t['p_value']:.2g} < {t['level']:.2g}" for t in fired) + f"){moved}, but the test "
+                f"error {_fig(test, task)} is not worse than validation's {_fig(val, task)} by more than the "
+                "tolerance with confidence (" + _gap_words(gap, task, tol, scale) + _blind_zone(gap, evaluation, task)
+                + f"): {meaning}")
         return f
     f.detected = True
     f.severity = _severity(gap, tol)
@@ -1033,9 +1053,7 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
                 f"{rate(c['test_wrong'], c['test_n'])} of {c['test_n']} on test" for c in worst))
         if shares:  # confirmed by a binomial test per class against its training share (stats.shares)
             f.stats["shares"] = shares
-            f.evidence.append("classes over/under-represented in test vs train: " + "; ".join(
-                f"{c['name']}: {100 * c['train_share']:.1f}% of the training samples -> "
-                f"{rate(c['test_count'], c['test_n'])} of the {c['test_n']} test samples" for c in shares))
+            f.evidence.append("classes over/under-represented in test vs train: " + _shares_words(shares, task, alpha))
     # label shift only when the predicted classes moved and the inputs (features, softmax) did not, or the true
     # class shares differ significantly
     label_shift = ("label_shift" in fired_names and not fired_names & {"ks_softmax", "mmd_features"}) or bool(shares)

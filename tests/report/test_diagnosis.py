@@ -320,6 +320,19 @@ def test_shift_from_the_error_gap_with_label_free_evidence():
     assert any("validation split may have been overfit" in e for e in d.distribution_shift.evidence)
 
 
+def test_a_test_split_that_differs_but_is_easier_is_not_called_tolerated():
+    # validation from another distribution (the data-mismatch finding), test like training: the label-free tests
+    # fire between validation and test, and the test error is far lower: the mismatch, not a tolerated shift
+    d = _diagnose(_evaluation(train=0.01, val=0.3, test=0.02, dev=0.02, probs_shift=2.0, feature_shift=1.0))
+    assert d.data_mismatch.detected and not d.distribution_shift.detected
+    note = next(n for n in d.notes if n.startswith("the test split differs"))
+    assert "the validation split is the one that differs from the training data" in note
+    assert "tolerates" not in note
+    d = _diagnose(_evaluation(train=0.01, val=0.3, test=0.02, probs_shift=2.0, feature_shift=1.0))
+    note = next(n for n in d.notes if n.startswith("the test split differs"))
+    assert "the test samples are easier" in note and "tolerates" not in note
+
+
 def test_fires_flags_use_the_corrected_level_the_verdict_uses():
     d = _diagnose(_evaluation(test=0.25, probs_shift=0.6, feature_shift=0.3), alpha=0.05)
     tests = d.shift_tests
