@@ -49,7 +49,11 @@ def test_regression_on_diabetes(tmp_path):
     for key in ("chance_error", "simple_train_error", "simple_val_error"):  # each baseline with its interval
         assert baselines["intervals"][key][0] <= baselines[key] <= baselines["intervals"][key][1]
     line = next(line for line in markdown.splitlines() if line.startswith("Baselines: "))
-    assert line.count("[") == 3, line
+    assert line.count("[") == 3 and "on validation" in line, line
+    # what the verdicts were judged at, with the tolerance in the target's units too
+    assert "Verdicts at 95% confidence (report.alpha=0.05) against a tolerance of " in markdown
+    assert f"{report['judged']['tolerance_in_units']:.4g} of RMSE, 0.05 of the training targets' std" in markdown
+    assert report["judged"]["tolerance_in_units"] == pytest.approx(0.05 * 77, rel=0.1)  # diabetes targets: std ~77
 
 
 def test_lstm_on_the_synthetic_sequence_task(tmp_path):

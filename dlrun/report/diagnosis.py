@@ -629,8 +629,8 @@ def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding,
         return  # the network is a linear model already: the gap is its training (the findings say how)
     low, high = versus["interval"]
     text = (f"a linear model does better on the same validation samples: {_pct(versus['linear_val_error'], task)} vs "
-            f"the network's {_pct(versus['val_error'], task)} (paired, interval of the difference "
-            f"[{_pct(low, task)}, {_pct(high, task)}]): "
+            f"the network's {_pct(versus['val_error'], task)} (paired, {100 * (1 - 2 * versus['level']):g}% interval "
+            f"of the difference [{_pct(low, task)}, {_pct(high, task)}]): "
             + _gap_words(_linear_gap(versus, task, scale), task, tol, 1.0 if task == "classification" else scale))
     change = {"model.hidden": []} if model.get("family") == "mlp" else {"model": "mlp", "model.hidden": []}
     what = "a linear model (an MLP without hidden layers), which does better on this data"

@@ -87,6 +87,10 @@ def render(run_dir: Path, run_info: dict, history: Any, evaluation: Any, diagnos
     run_dir = Path(run_dir)
     baselines = baselines or {}
     report = clean(build_report(run_info, evaluation, diagnosis, baselines))
+    # what the verdicts were judged at (report.alpha, report.tolerance; regression: also in the target's units)
+    report["judged"] = {"alpha": report_cfg.alpha, "tolerance": report_cfg.tolerance,
+                        "tolerance_in_units": report_cfg.tolerance * float(baselines.get("target_scale", 1.0))
+                        if evaluation.task == "regression" else report_cfg.tolerance}
     report["files"] = {"json": str(run_dir / "report.json"), "markdown": str(run_dir / "report.md"),
                        "metrics": str(run_dir / "metrics.csv"), "checkpoints": str(run_dir / "checkpoints")}
     report["files"]["html"] = str(run_dir / "report.html")
@@ -350,6 +354,7 @@ def _context(report: dict) -> dict:
                     "loss_interval": _interval(m.get("loss_interval"), False), "error": _value(m["error"], percent),
                     "interval": _interval(m.get("error_interval"), percent)} for name, m in metrics.items()],
         "intervals_note": _intervals_note(percent),
+        "judged": _judged_sentence(report.get("judged"), percent),
         "baselines": _baselines_sentence(report.get("baselines") or {}, percent),
         "shift_tests": [{"what": t["what"], "p_value": _value(t["p_value"], False), "level": _value(t["level"], False),
                          "statistic": _value(t["statistic"], False), "fires": "yes" if t["fires"] else "no",
@@ -410,6 +415,18 @@ def _decomposition_rows(decomposition: dict, percent: bool) -> list[dict]:
     return rows
 
 
+def _judged_sentence(judged: dict | None, percent: bool) -> str:
+    """'Verdicts at 95% confidence (report.alpha=0.05) against a tolerance of 5.0 points of error
+    (report.tolerance=0.05).' ('' for a report.json written before report.judged)."""
+    if not judged:
+        return ""
+    alpha, tol = judged["alpha"], judged["tolerance"]
+    size = (f"{100 * tol:.1f} points of error" if percent else
+            f"{judged['tolerance_in_units']:.4g} of RMSE, {tol:g} of the training targets' std")
+    return (f"Verdicts at {100 * (1 - alpha):g}% confidence (report.alpha={alpha:g}) against a tolerance of {size} "
+            f"(report.tolerance={tol:g}).")
+
+
 def _intervals_note(percent: bool) -> str:
     """How the split table's intervals are computed."""
     from dlrun.report.stats import BCA_MAX_SAMPLES
@@ -425,8 +442,9 @@ def _baselines_sentence(baselines: dict, percent: bool) -> str:
     parts = []
     intervals = baselines.get("intervals") or {}
     if baselines.get("chance_error") is not None:
-        parts.append("chance (always the majority class, or the mean) "
-                     + _with_interval(baselines["chance_error"], intervals.get("chance_error"), percent))
+        parts.append("chance (always the training majority class, or the training mean) "
+                     + _with_interval(baselines["chance_error"], intervals.get("chance_error"), percent)
+                     + " on validation")
     linear = [f"{_with_interval(baselines[key], intervals.get(key), percent)} on {where}" for key, where in
               (("simple_train_error", "the training data"), ("simple_val_error", "validation"))
               if baselines.get(key) is not None]
