@@ -542,13 +542,27 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     return Diagnosis(underfitting=under, overfitting=over, distribution_shift=shift, data_mismatch=mismatch,
                      decomposition=decomposition, notes=notes, shift_tests=tests, per_class=_jsonable(table),
                      curves=curves, intervals={name: [f.low, f.high] for name, f in fig.items()},
-                     health=[{"name": h.name, "evidence": h.evidence,
-                              "actions": [{"text": t, "command": next_command(overrides, {**safe, **c})}
-                                          for t, c in zip(h.texts, h.changes)]} for h in found],
+                     health=_health_entries(found, [under, over, mismatch, shift], overrides, safe),
                      versus_linear=versus, still_improving=still, baseline_intervals=baseline_ints,
                      signal_unconfirmed=under.stats.get("signal_unconfirmed"),
                      loss_intervals={name: list(stats.mean_interval(s.sample_loss, 1 - alpha))
                                      for name, s in evaluation.splits.items()})
+
+
+def _health_entries(found: list, findings: list[Finding], overrides: list[str], safe: dict) -> list[dict]:
+    """The training-health findings for report.json, each remedy as a command (with the safe learning rate after a
+    run that did not train); a command a finding or an earlier health entry already suggests is not repeated."""
+    seen = {a.command for f in findings for a in f.actions}
+    out = []
+    for h in found:
+        actions = []
+        for text, change in zip(h.texts, h.changes):
+            command = next_command(overrides, {**safe, **change})
+            if command not in seen:
+                seen.add(command)
+                actions.append({"text": text, "command": command})
+        out.append({"name": h.name, "evidence": h.evidence, "actions": actions})
+    return out
 
 
 # report.json evidence entries that may carry an action
@@ -618,6 +632,12 @@ def _linear_gap(versus: dict, task: str, scale: float) -> Gap:
 LR_TRENDS = ("flat", "oscillating", "diverged")  # training-loss shapes the underfitting finding blames on the lr
 
 
+def _less_reg(settings: dict) -> dict[str, Any]:
+    """The underfitting finding's "less regularisation": weight decay and L1 a hundred times smaller, no dropout."""
+    reg = settings.get("reg", {})
+    return {"reg.weight_decay": reg.get("weight_decay", 0) / 100, "reg.dropout": 0.0, "reg.l1": reg.get("l1", 0) / 100}
+
+
 def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding, task: str, tol: float, scale: float,
                                     overrides: list[str], settings: dict, notes: list[str], outputs: int = 1) -> None:
     """Evidence for the finding that fired (underfitting first: it is about training at all), or a note when none
@@ -638,6 +658,9 @@ def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding,
         # the training curve blames this run's learning rate: a linear model trained with it would fail the same way
         change["optim.lr"] = health.default_lr(settings)
         what += ", at the optimizer's usual learning rate (the curve blames this run's)"
+    if under.detected and any(a.text.startswith("less regularisation") for a in under.actions):
+        change.update(_less_reg(settings))  # nor with the regularisation the finding suspects
+        what += ", with less regularisation"
     action = Action(what, next_command(overrides, change))
     versus["action"] = asdict(action)  # dlrun-iterate reads it when no finding fired (then only the note says it)
     finding = under if under.detected else over if over.detected else None
@@ -899,10 +922,9 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
                           f"{_pct_in(chance, intervals.get('chance_error'), task)}")
     reg = settings.get("reg", {})
     regularised = reg.get("weight_decay", 0) > 0 or reg.get("dropout", 0) > 0 or reg.get("l1", 0) > 0
-    less_reg = Action("less regularisation (weight decay, dropout, L1)", next_command(
-        overrides, {"reg.weight_decay": reg.get("weight_decay", 0) / 100, "reg.dropout": 0.0,
-                    "reg.l1": reg.get("l1", 0) / 100}))
-    raise_lr = Action("raise the learning rate", next_command(overrides, {"optim.lr": lr * 10}))
+    less_reg = Action("less regularisation (weight decay, dropout, L1)", next_command(overrides, _less_reg(settings)))
+    raise_lr = Action(f"raise the learning rate to {health.raise_lr(settings):g}",
+                      next_command(overrides, {"optim.lr": health.raise_lr(settings)}))
     longer = Action("train longer", next_command(overrides, {"trainer.max_epochs": 2 * max_epochs, **_lift(history)}))
     bigger = Action("a bigger model", next_command(overrides, _bigger_model(settings)))
     lower_lr = Action("divide the learning rate by 10", next_command(overrides, {"optim.lr": lr / 10}))

@@ -47,6 +47,13 @@ def default_lr(settings: dict) -> float:
     return 1e-2 if _get(settings, "optim.name", "adam") == "sgd" else 1e-3
 
 
+def raise_lr(settings: dict) -> float:
+    """A learning rate for a run whose steps were too small: ten times the one used, or the optimizer's usual one
+    when that is higher (optim.lr=1e-7 gets 1e-3 in one run, not four runs of ten times)."""
+    lr = float(_get(settings, "optim.lr", 1e-3))
+    return float(f"{max(lr * 10, default_lr(settings)):.3g}")
+
+
 def lower_lr(settings: dict) -> float:
     """A learning rate that plausibly trains after trouble: a tenth of the one used, but never above the optimizer's
     usual default (an lr of 1e9 gets the default, not 1e8)."""
@@ -175,9 +182,9 @@ def slow(dynamics, rows, settings) -> list[HealthFinding]:
     if drop >= SLOW_DROP:
         return []
     lr = _get(settings, "optim.lr")
-    changes = ([{"optim.lr": float(f"{lr * 10:.3g}")}] if lr else []) + [{"reg.batchnorm": True}]
+    changes = ([{"optim.lr": raise_lr(settings)}] if lr else []) + [{"reg.batchnorm": True}]
     return [HealthFinding("slow_convergence", f"the training loss fell by {100 * drop:.1f}% in {len(loss)} epochs",
-                          changes, ["a learning rate ten times higher", "batch normalisation"][-len(changes):])]
+                          changes, ["a higher learning rate", "batch normalisation"][-len(changes):])]
 
 
 DETECTORS: tuple[Callable[..., list[HealthFinding]], ...] = (exploding, vanishing, dying_relu, saturation,

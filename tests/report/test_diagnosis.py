@@ -433,6 +433,20 @@ def test_per_class_evidence_of_a_shift_gives_each_rate_with_its_interval_and_the
     assert [c["name"] for c in shift.stats["shares"]] == ["3"]
 
 
+def test_no_health_remedy_repeats_a_command_the_report_already_gives():
+    from dlrun.report.diagnosis import Action, Finding, _health_entries
+    from dlrun.report.health import HealthFinding
+
+    finding = Finding(detected=True, actions=[Action("less regularisation", "dlrun reg.weight_decay=0.1")])
+    found = [HealthFinding("vanishing_gradients", "first layer 1e-4 of the last",
+                           [{"reg.batchnorm": True}, {"reg.weight_decay": 0.1}], ["batch norm", "less decay"]),
+             HealthFinding("saturation", "90% saturated", [{"reg.batchnorm": True}, {"model.init": "xavier"}],
+                           ["batch norm", "xavier"])]
+    entries = _health_entries(found, [finding], [], {})
+    assert [a["command"] for a in entries[0]["actions"]] == ["dlrun reg.batchnorm=true"]
+    assert [a["command"] for a in entries[1]["actions"]] == ["dlrun model.init=xavier"]
+
+
 def test_no_command_is_suggested_twice():
     d = _diagnose(_evaluation(train=0.0, val=0.2, test=0.45, probs_shift=2.0, feature_shift=1.0))
     commands = [a.command for f in d.findings().values() for a in f.actions]
@@ -557,6 +571,12 @@ def test_a_linear_model_that_does_better_on_the_same_validation_samples_is_said_
                     baselines={**perfect, "simple_val_pred": evaluation.splits["val"].y_true}, class_names=CLASSES)
     command = next(a.command for a in tiny.underfitting.actions if "'model.hidden=[]'" in a.command)
     assert "optim.lr=0.001" in command and "1e-07" not in command
+    # and when the finding suspects the regularisation, without it (weight decay 10 would flatten it too)
+    heavy = diagnose(flat, evaluation, ReportConfig(), ["reg.weight_decay=10"],
+                     {**SETTINGS, "reg": {"dropout": 0.0, "weight_decay": 10.0, "l1": 0.0}},
+                     baselines={**perfect, "simple_val_pred": evaluation.splits["val"].y_true}, class_names=CLASSES)
+    command = next(a.command for a in heavy.underfitting.actions if "'model.hidden=[]'" in a.command)
+    assert "reg.weight_decay=0.1" in command and "reg.weight_decay=10" not in command
     # the network is a linear model already: nothing to suggest
     linear = diagnose(_history(), _evaluation(train=0.07, val=0.10), ReportConfig(), [],
                       {**SETTINGS, "model": {"family": "mlp", "hidden": []}}, baselines=perfect, class_names=CLASSES)

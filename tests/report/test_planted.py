@@ -61,7 +61,7 @@ def test_tiny_learning_rate_underfits_and_suggests_a_larger_one(tmp_path):
     under = report["diagnosis"]["underfitting"]
     assert under["detected"]
     assert any("learning rate is too small" in e for e in under["evidence"])
-    assert under["actions"][0]["command"] == "dlrun optim.lr=1e-05"
+    assert under["actions"][0]["command"] == "dlrun optim.lr=0.001"  # Adam's usual rate: 1e-5 would not train either
 
 
 def test_shuffled_labels_are_reported_as_no_signal(tmp_path):
