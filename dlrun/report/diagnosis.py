@@ -420,7 +420,7 @@ def _wait_for_the_training_error(finding: Finding) -> None:
         return
     finding.actions = [a for a in finding.actions if a not in waiting]
     finding.evidence.append("the training error is itself too high (underfitting): fix it first; "
-                            + ", ".join(a.text.split(":")[0] for a in waiting)
+                            + ", ".join(a.text.split(":")[0].split(";")[0] for a in waiting)
                             + " would raise it, so " + ("they wait" if len(waiting) > 1 else "it waits")
                             + " until it is fixed")
 
@@ -428,13 +428,18 @@ def _wait_for_the_training_error(finding: Finding) -> None:
 FOCUS_FINDING = {"avoidable_bias": "underfitting", "variance": "overfitting", "data_mismatch": "data_mismatch"}
 
 
-def focus_advice(focus: str, fired_with_actions: set[str]) -> str:
+def focus_advice(focus: str, fired_with_actions: set[str], settings: Optional[dict] = None) -> str:
     """What to do about the focus: the next runs of its finding when that fired (they are specific to this run, and
-    the generic list could contradict them: a finding may drop "a bigger model"), else Ng's generic advice."""
+    the generic list could contradict them: a finding may drop "a bigger model"), else Ng's generic advice, without
+    "less regularisation" for a run that has none (with its settings)."""
     finding = FOCUS_FINDING.get(focus)
     if finding in fired_with_actions:
         return f"the {finding.replace('_', ' ')} finding's next runs"
-    return FOCUS_ADVICE.get(focus, "see the decomposition")
+    advice = FOCUS_ADVICE.get(focus, "see the decomposition")
+    reg = (settings or {}).get("reg")
+    if reg is not None and not any(reg.get(k, 0) > 0 for k in ("weight_decay", "dropout", "l1")):
+        advice = advice.replace(", less regularisation", "")
+    return advice
 
 
 FOCUS_ADVICE = {"avoidable_bias": "a bigger model, train longer, less regularisation",
@@ -537,6 +542,8 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     safe = {"optim.lr": health.lower_lr(settings)} if untrained else {}
     fired = {name for name, f in {"underfitting": under, "overfitting": over, "data_mismatch": mismatch}.items()
              if f.detected and f.actions}
+    decomposition["focus_advice"] = focus_advice(decomposition["focus"], fired, settings) \
+        if decomposition["focus"] else None  # with the run's settings, which report.json does not keep
     notes.insert(0, focus_note(decomposition, ref.name, task, shift.detected, fired))
     _drop_repeated_commands([under, over, mismatch, shift], overrides, settings)
     return Diagnosis(underfitting=under, overfitting=over, distribution_shift=shift, data_mismatch=mismatch,
@@ -722,7 +729,7 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
                 "finding), and Ng's terms assume something to learn: check the data first")
     if focus:
         return (f"focus: {focus.replace('_', ' ')} is the largest term ({listed}): work on it first (Ng): "
-                f"{focus_advice(focus, fired_with_actions or set())}"
+                f"{decomposition.get('focus_advice') or focus_advice(focus, fired_with_actions or set())}"
                 + ("; the test split's own gap is the distribution-shift finding" if shift_detected else "")
                 + (f"; {why}" if why and focus == "avoidable_bias" else ""))
     if decomposition.get("focus_undetermined"):
@@ -1000,8 +1007,9 @@ def _data_mismatch(fig, evaluation, task, tol, alpha, overrides, scale) -> Findi
                       f"{_fig(fig['train_dev'], task)} (train-dev comes from the training distribution and "
                       "was never trained on): " + _gap_words(gap, task, tol, scale))
     f.actions.append(Action("make the training data more like the validation data: look at the validation "
-                            "errors by hand, then synthesise or collect training data like them (augmentation "
-                            "with the transformation you find)", next_command(overrides, {"reg.augment.noise": 0.1})))
+                            "errors by hand, then synthesise or collect training data like them; meanwhile, input "
+                            "noise makes the model less sensitive to small changes of its inputs",
+                            next_command(overrides, {"reg.augment.noise": 0.1})))
     return f
 
 
@@ -1084,10 +1092,12 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
                                 "the training data; a train-dev split separates variance from mismatch",
                                 next_command(overrides, {"split.train_dev": 0.1})))
     elif health.fits({"reg.augment.rotation": 15}, settings):
-        f.actions.append(Action("augment the training data with the transformation suspected (noise, rotation)",
+        f.actions.append(Action("augment the training data (noise, rotation) so the model is less sensitive to "
+                                "changed inputs; better, with the change you find in the test data",
                                 next_command(overrides, {"reg.augment.noise": 0.3, "reg.augment.rotation": 15})))
     else:  # rotation is for images; a table or a sequence gets input noise
-        f.actions.append(Action("augment the training data with the transformation suspected (input noise)",
+        f.actions.append(Action("augment the training data with input noise (the augmentation for tables and "
+                                "sequences) so the model is less sensitive to changed inputs",
                                 next_command(overrides, {"reg.augment.noise": 0.3})))
     f.actions.append(Action("review the test data and the per-class errors; a train-dev split separates variance "
                             "from data mismatch", next_command(overrides, {"split.train_dev": 0.1})))

@@ -308,7 +308,8 @@ def _focus_sentence(decomposition: dict, percent: bool, fired: set[str] = frozen
         amount = f" ({_with_interval(decomposition.get(focus), intervals.get(focus), percent)}, the largest"
     shift = ("; the gap from validation to test is the distribution-shift finding's (see its next runs)"
              if "distribution_shift" in fired else "")
-    return f"Work first on {_label(focus)}{amount} of Ng's error terms): {focus_advice(focus, fired)}{shift}."
+    advice = decomposition.get("focus_advice") or focus_advice(focus, fired)
+    return f"Work first on {_label(focus)}{amount} of Ng's error terms): {advice}{shift}."
 
 
 def first_action(report: dict) -> dict | None:

@@ -634,8 +634,8 @@ def test_when_both_fire_the_overfitting_actions_that_raise_the_training_error_wa
     d = _diagnose(_evaluation(train=0.3, val=0.32, test=0.6, probs_shift=2.0))
     assert d.underfitting.detected and d.distribution_shift.detected
     assert [a.text.split(";")[0] for a in d.distribution_shift.actions] == ["review the test data and the per-class errors"]
-    assert "augment the training data with the transformation suspected (noise, rotation) would raise it, so it waits" \
-        in d.distribution_shift.evidence[-1]
+    assert ("augment the training data (noise, rotation) so the model is less sensitive to changed inputs would "
+            "raise it, so it waits") in d.distribution_shift.evidence[-1]
     alone = _diagnose(_evaluation(train=0.0, val=0.15))  # overfitting alone keeps all its actions
     assert alone.overfitting.actions[0].text.startswith("more regularisation") and len(alone.overfitting.actions) == 4
 
@@ -651,7 +651,13 @@ def test_the_focus_points_at_its_findings_next_runs_when_that_fired():
     quiet = _diagnose(_evaluation(), target_error=0.0)  # no finding fired: Ng's own advice
     assert quiet.decomposition["focus"] and "finding's next runs" not in quiet.notes[0]
     assert _focus_sentence(quiet.decomposition, True, set()).endswith(
-        FOCUS_ADVICE[quiet.decomposition["focus"]] + ".")
+        FOCUS_ADVICE[quiet.decomposition["focus"]].replace(", less regularisation", "") + ".")
+    # which, for a run without regularisation, does not say "less regularisation"; a regularised run's does
+    assert "less regularisation" not in quiet.notes[0]
+    regularised = diagnose(_history(), _evaluation(), ReportConfig(target_error=0.0), [],
+                           {**SETTINGS, "reg": {"dropout": 0.5, "weight_decay": 0.0, "l1": 0.0}},
+                           baselines=BASE, class_names=CLASSES)
+    assert regularised.decomposition["focus_advice"].endswith("less regularisation")
 
 
 def test_next_command_replaces_keys_and_quotes_for_the_shell():
