@@ -640,9 +640,12 @@ LR_TRENDS = ("flat", "oscillating", "diverged")  # training-loss shapes the unde
 
 
 def _less_reg(settings: dict) -> dict[str, Any]:
-    """The underfitting finding's "less regularisation": weight decay and L1 a hundred times smaller, no dropout."""
+    """The underfitting finding's "less regularisation": weight decay and L1 a hundred times smaller, no dropout (only
+    the ones the run uses: `reg.dropout=0` for a run without dropout repeats it; all three when none is set)."""
     reg = settings.get("reg", {})
-    return {"reg.weight_decay": reg.get("weight_decay", 0) / 100, "reg.dropout": 0.0, "reg.l1": reg.get("l1", 0) / 100}
+    change = {"reg.weight_decay": reg.get("weight_decay", 0) / 100, "reg.dropout": 0.0, "reg.l1": reg.get("l1", 0) / 100}
+    used = {key: value for key, value in change.items() if reg.get(key.split(".")[1], 0) > 0}
+    return used or change
 
 
 def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding, task: str, tol: float, scale: float,
@@ -661,7 +664,8 @@ def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding,
             + _gap_words(_linear_gap(versus, task, scale), task, tol, 1.0 if task == "classification" else scale))
     change = {"model.hidden": []} if model.get("family") == "mlp" else {"model": "mlp", "model.hidden": []}
     what = "a linear model (an MLP without hidden layers), which does better on this data"
-    if under.detected and under.stats.get("train_trend") in LR_TRENDS:
+    if under.detected and under.stats.get("train_trend") in LR_TRENDS \
+            and float(_get(settings, "optim.lr", 1e-3)) != health.default_lr(settings):
         # the training curve blames this run's learning rate: a linear model trained with it would fail the same way
         change["optim.lr"] = health.default_lr(settings)
         what += ", at the optimizer's usual learning rate (the curve blames this run's)"

@@ -92,10 +92,11 @@ MIN_CLASS_COUNT = 5  # a class with fewer samples in a split is not tested: no t
 
 
 def worst_classes(table: dict, min_gap: float, alpha: float = 0.05, top: int = 3) -> list[dict]:
-    """Classes whose test error exceeds their validation error significantly (one-sided Fisher exact test at
-    alpha / K, Bonferroni over the K classes) and by more than min_gap, worst first; classes with fewer than
+    """Classes whose test error exceeds their validation error by more than min_gap with confidence, by the one
+    rule at alpha / K (Bonferroni over the K classes): the one-sided lower bound of the difference (Newcombe's
+    interval) above min_gap; worst first, each with its one-sided Fisher exact p-value too; classes with fewer than
     MIN_CLASS_COUNT samples in either split are not tested. Each: {name, val_wrong, val_n, test_wrong, test_n,
-    p_value, level}."""
+    low, p_value, level}."""
     from scipy.stats import fisher_exact
 
     k = len(table["class_names"])
@@ -106,12 +107,11 @@ def worst_classes(table: dict, min_gap: float, alpha: float = 0.05, top: int = 3
             continue
         e_val, e_test = int(table["val_wrong"][i]), int(table["test_wrong"][i])
         gap = e_test / n_test - e_val / n_val
-        if gap <= min_gap:
-            continue
-        p = float(fisher_exact([[e_test, n_test - e_test], [e_val, n_val - e_val]], alternative="greater").pvalue)
-        if p < alpha / k:
+        low, _ = stats.rate_diff_interval(e_val, n_val, e_test, n_test, confidence=1 - 2 * alpha / k)
+        if low > min_gap:
+            p = float(fisher_exact([[e_test, n_test - e_test], [e_val, n_val - e_val]], alternative="greater").pvalue)
             found.append((gap, {"name": table["class_names"][i], "val_wrong": e_val, "val_n": n_val,
-                                "test_wrong": e_test, "test_n": n_test, "p_value": p, "level": alpha / k}))
+                                "test_wrong": e_test, "test_n": n_test, "low": low, "p_value": p, "level": alpha / k}))
     return [entry for _, entry in sorted(found, key=lambda pair: -pair[0])[:top]]
 
 
