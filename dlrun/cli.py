@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config import register_configs, validate
 from dlrun.errors import DlrunError
+from dlrun.folders import check_run_dir, check_sweep_dir, chosen_values, drop_stub
 from dlrun.preflight import CommandLine, check_command_line, compose_checked
 
 
@@ -28,27 +29,22 @@ register_configs()
 
 
 def _fail(message: str, code: int = 2) -> None:
+    _print_error(message)
+    sys.exit(code)
+
+
+def _print_error(message: str) -> None:
     from rich.console import Console
     from rich.markup import escape
 
     # escaped: a message quotes the user's text, and logger=[tensorboard,mlflow] is not markup
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]dlrun error:[/] {escape(message)}")
-    sys.exit(code)
 
 
-def _drop_stub(run_dir: Path) -> None:
-    """A run that stopped on a user error before writing anything leaves no folder behind: Hydra made it with its
-    .hydra/ and log only (an error found while the data loads, say). A folder holding anything else is kept."""
-    import contextlib
-    import re
-    import shutil
+def _say(line: str) -> None:
+    from rich.console import Console
 
-    if not run_dir.is_dir() or any(p.name != ".hydra" and p.suffix != ".log" for p in run_dir.iterdir()):
-        return
-    shutil.rmtree(run_dir, ignore_errors=True)
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", run_dir.parent.name):  # Hydra's outputs/DATE, when this was its only run
-        with contextlib.suppress(OSError):
-            run_dir.parent.rmdir()
+    Console(stderr=True, highlight=False, soft_wrap=True).print(line, markup=False)
 
 
 def _sweep_dir(argv: list[str]) -> Path | None:
@@ -56,18 +52,86 @@ def _sweep_dir(argv: list[str]) -> Path | None:
     one Hydra set up; None before it exists."""
     from hydra.core.hydra_config import HydraConfig
 
-    chosen = _chosen(argv, "hydra.sweep.dir")
+    chosen = chosen_values(argv, "hydra.sweep.dir")
     folder = Path(chosen[-1]) if chosen else Path(HydraConfig.get().sweep.dir) if HydraConfig.initialized() else None
     return folder if folder is not None and folder.is_dir() else None
 
 
-def _chosen(argv: list[str], key: str) -> list[str]:
-    """The values the command line gives `key` (hydra.run.dir, hydra.sweep.dir), the last one Hydra's."""
-    return [o.split("=", 1)[1] for o in CommandLine(argv).overrides if o.startswith(f"{key}=")]
+class _AfterTheRun:
+    """SIGINT and SIGTERM in the dlrun process (main installs `handler`; training and the report install their own,
+    engine/loop.py catch_signals, and put this one back). Until a run has finished, a signal raises KeyboardInterrupt
+    (as Python's SIGINT handler does) and dlrun stops at once (_stop_at_once). Once its report is complete (in a
+    sweep, once a job has ended) nothing can interrupt the run any more: the first signal is held until dlrun is
+    done (main) or the sweep's next job would start (app), a second one ends dlrun at once, and either way `say`
+    tells that the run had finished, never that it was interrupted (README "The run folder")."""
+
+    def __init__(self) -> None:
+        self.run_dir: Path | None = None  # the finished run's folder, while its signals are held
+        self.sweep_dir: Path | None = None  # in a sweep: its folder, and the last job that ended
+        self.job: str | None = None
+        self.signal: int | None = None  # the signal held since the run finished
+        self.exit_code = 0  # a finished single run's own status (4 diverged, 5 report.fail_on), for main to exit with
+
+    def listen(self) -> None:
+        import signal
+
+        signal.signal(signal.SIGTERM, self.handler)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not a wrapper's handler, nor ignored
+            signal.signal(signal.SIGINT, self.handler)
+
+    def handler(self, signum: int, frame) -> None:  # noqa: ARG002
+        if self.run_dir is None or self.signal is not None:
+            raise KeyboardInterrupt(signum)
+        self.signal = signum
+
+    def finished(self, run_dir: Path, sweep_dir: Path | None, job: str | None, held: int | None) -> None:
+        """The run's report is complete, with the signal the report held if one came: pipeline.run's on_finished
+        calls this while the report still holds signals, so that none falls between the two holds."""
+        self.sweep_dir, self.job, self.signal = sweep_dir, job, held
+        self.run_dir = run_dir
+
+    def next_job(self) -> int | None:
+        """A sweep's next job starts: the signal held since the last one ended, and no hold from now on."""
+        self.run_dir = None  # first: from here a signal stops this job at once
+        held, self.signal = self.signal, None
+        return held
+
+    def close(self) -> int | None:
+        """dlrun is done: SIGINT and SIGTERM are ignored from now on; the signal held, if one came. A signal during
+        the interpreter's exit (a second or more with torch loaded) could only cut it short: Python's handler raises
+        in an atexit callback (a traceback), and once Python has put the default action back the process dies
+        without a word (exit status 130)."""
+        import signal
+
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+        return self.signal
+
+    def say(self, signum: int) -> None:
+        """One line for a signal that came after the run had finished, then exit 128 + N. Its files are complete:
+        nothing to resume; a sweep says whether its summary is written, else how to write it."""
+        import shlex
+        import signal
+
+        from dlrun.sweep.callback import LAST_SUMMARY
+
+        code = 128 + signum
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if self.sweep_dir is None:
+            _say(f"dlrun: exit {code}: {name} came after the run had finished; its report is complete: "
+                 f"{self.run_dir / 'report.md'}")
+        elif LAST_SUMMARY:
+            _say(f"dlrun: exit {code}: {name} came after the sweep's last job had ended; its summary is complete: "
+                 f"{LAST_SUMMARY['sweep_dir']}/summary.html")
+        else:
+            resume = sweep_resume_command(sys.argv[1:], self.sweep_dir)
+            _say(f"dlrun: exit {code}: {name} came after job {self.job} had ended, before the sweep's summary was "
+                 f"written: dlrun-summary {shlex.quote(str(self.sweep_dir))} writes it from the jobs so far; to "
+                 f"continue the sweep (finished jobs are skipped): {resume}")
+        sys.exit(code)
 
 
-def _terminate(signum: int, frame) -> None:
-    raise KeyboardInterrupt(signum)
+_finished = _AfterTheRun()
 
 
 def _stop_at_once(err: KeyboardInterrupt, run_dir: Path | None, sweep_dir: Path | None = None) -> None:
@@ -76,6 +140,8 @@ def _stop_at_once(err: KeyboardInterrupt, run_dir: Path | None, sweep_dir: Path 
     import signal
 
     signum = err.args[0] if err.args and isinstance(err.args[0], int) else signal.SIGINT
+    if _finished.run_dir is not None:  # a second signal after the run (a sweep's job) had finished
+        _finished.say(signum)
     name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
     if sweep_dir is not None:
         _fail(f"stopped at once by {name}: each job keeps its last checkpoint; to continue the sweep (finished jobs "
@@ -95,10 +161,16 @@ def app(cfg: DictConfig) -> float | None:
 
     hc = HydraConfig.get()
     in_sweep = hc.mode == RunMode.MULTIRUN
+    in_process = in_sweep and hc.launcher.get("_target_", "").endswith("BasicLauncher")  # jobs one after another here
+    run_dir, sweep_dir = Path(hc.runtime.output_dir), Path(hc.sweep.dir) if in_sweep else None
+    held = _finished.next_job()
+    if held:  # came after the previous job had ended: the sweep stops before this one
+        drop_stub(run_dir)
+        _finished.say(held)
     if in_sweep:  # a new attempt at this job (a resumed sweep): an earlier failure no longer stands
-        (Path(hc.runtime.output_dir) / "failure.json").unlink(missing_ok=True)
-        if hc.launcher.get("_target_", "").endswith("BasicLauncher"):  # jobs one after another in this process:
-            from dlrun.report import background  # draw each report's plots while the next job trains
+        (run_dir / "failure.json").unlink(missing_ok=True)
+        if in_process:  # draw each report's plots while the next job trains
+            from dlrun.report import background
 
             background.enable()
     try:
@@ -107,14 +179,16 @@ def app(cfg: DictConfig) -> float | None:
         from dlrun.pipeline import run
 
         plain = OmegaConf.to_object(cfg)
-        result = run(plain, Path(hc.runtime.output_dir), overrides=list(hc.overrides.task), launch=launch_prefix(),
-                     ui=console.TerminalUI(plain.trainer.progress), sweep_dir=Path(hc.sweep.dir) if in_sweep else None)
+        job = str(hc.job.num) if in_sweep else None
+        result = run(plain, run_dir, overrides=list(hc.overrides.task), launch=launch_prefix(),
+                     ui=console.TerminalUI(plain.trainer.progress), sweep_dir=sweep_dir,
+                     on_finished=lambda held: _finished.finished(run_dir, sweep_dir, job, held))
     except DlrunError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         if in_sweep:  # one failing combination does not end the sweep: record it, score it as the worst
             return _job_failed(hc, str(err), 2, "user error")
-        _drop_stub(Path(hc.runtime.output_dir))
+        drop_stub(run_dir)
         _fail(str(err))
         return None
     except Exception as err:  # noqa: BLE001 - a bug: its traceback goes to the job's log, the sweep goes on
@@ -126,26 +200,24 @@ def app(cfg: DictConfig) -> float | None:
         logging.getLogger(__name__).error("job failed:\n%s", traceback.format_exc())
         return _job_failed(hc, f"{type(err).__name__}: {err}", 1, "exception")
     except KeyboardInterrupt as err:  # before training, or a second Ctrl-C: stop now; every file on disk is whole
-        _stop_at_once(err, Path(hc.runtime.output_dir), Path(hc.sweep.dir) if in_sweep else None)
+        _stop_at_once(err, run_dir, sweep_dir)
         return None
     if result.skipped:
-        from rich.console import Console
-
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
-            f"dlrun: {result.run_dir} already holds a finished run (trainer.resume=auto): not trained again",
-            markup=False)
-    if result.signal:
-        if in_sweep and hc.launcher.get("_target_", "").endswith("BasicLauncher"):  # this process runs the sweep
-            from rich.console import Console
-
-            Console(stderr=True, highlight=False, soft_wrap=True).print(
-                f"the sweep stopped in job {hc.job.num}; to continue it (finished jobs are skipped, this one resumes "
-                f"from its checkpoint): {sweep_resume_command(sys.argv[1:], Path(hc.sweep.dir))}", markup=False)
+        _say(f"dlrun: {result.run_dir} already holds a finished run (trainer.resume=auto): not trained again")
+    if result.signal and _finished.run_dir is None:  # not finished (no on_finished): interrupted, checkpoint written
+        if in_process:  # this process runs the sweep
+            _say(f"the sweep stopped in job {hc.job.num}; to continue it (finished jobs are skipped, this one resumes "
+                 f"from its checkpoint): {sweep_resume_command(sys.argv[1:], sweep_dir)}")
         _hand_on(result.signal)
         sys.exit(result.exit_code)
-    if result.exit_code and not in_sweep:  # in a sweep a diverged or gated run is a finished job: the sweep goes on
+    if result.signal:  # came while the report was written: the run finished, and the signal is held (_AfterTheRun)
+        _finished.signal = _finished.signal or result.signal  # also one that came after on_finished
+        _hand_on(result.signal)
+        if in_sweep and not in_process:  # a job in a process of its own (joblib, Slurm) ends here
+            sys.exit(result.exit_code)
+    elif result.exit_code and not in_sweep:  # in a sweep a diverged or gated run is a finished job: the sweep goes on
         _explain_exit(result.report, result.exit_code, plain.report.fail_on)
-        sys.exit(result.exit_code)
+    _finished.exit_code = 0 if in_sweep else result.exit_code
     return result.objective
 
 
@@ -172,7 +244,7 @@ def _hand_on(signum: int) -> None:
     import signal
 
     handler = signal.getsignal(signum)
-    if callable(handler) and handler not in (signal.default_int_handler, _terminate):
+    if callable(handler) and handler not in (signal.default_int_handler, _finished.handler):
         handler(signum, None)
 
 
@@ -205,6 +277,7 @@ def _job_failed(hc, error: str, exit_status: int, kind: str) -> float:
     from dlrun.sweep.callback import record_failure
 
     record_failure(Path(hc.runtime.output_dir), list(hc.overrides.task), error, exit_status, kind)
+    _finished.finished(Path(hc.runtime.output_dir), Path(hc.sweep.dir), str(hc.job.num), None)  # it has ended
     from rich.console import Console
     from rich.markup import escape
 
@@ -286,133 +359,42 @@ def main() -> None:
         except BrokenPipeError:  # dlrun --help | head: the reader has what it wanted
             sys.stderr.close()
         return
-    import signal
-
-    # until training installs its handlers (engine/loop.py catch_signals), SIGTERM stops dlrun as Ctrl-C does
-    signal.signal(signal.SIGTERM, _terminate)
+    # SIGINT and SIGTERM stop dlrun at once until a run has finished, and are held after it (_AfterTheRun);
+    # training and the report hold them on their own (engine/loop.py catch_signals)
+    _finished.listen()
+    multirun = CommandLine(argv).multirun
     try:
         cfg = check_command_line(argv, CONF_DIR)
         prints_only = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
         if cfg is not None and not prints_only:
             check_run_dir(cfg, argv)
-        elif CommandLine(argv).multirun and not prints_only:
+        elif multirun and not prints_only:
             check_sweep_dir(argv)
         app()
+        code = _sweep_end()
     except DlrunError as err:
         _fail(str(err))
     except KeyboardInterrupt as err:  # while the command line is checked, Hydra sets up, or a launcher waits for jobs
-        _stop_at_once(err, None, _sweep_dir(argv) if CommandLine(argv).multirun else None)
+        _stop_at_once(err, None, _sweep_dir(argv) if multirun else None)
+    finally:
+        held = _finished.close()  # from here a signal is ignored: all that is left is this line and the exit
+    if held:
+        _finished.say(held)
+    if code or _finished.exit_code:
+        sys.exit(code or _finished.exit_code)
+
+
+def _sweep_end() -> int:
+    """Print the summary of the sweep that just ran (if one did) and its failed jobs; EXIT_JOBS_FAILED if a job
+    failed, else 0."""
     from dlrun.sweep.callback import EXIT_JOBS_FAILED, FAILED_JOBS, LAST_SUMMARY
 
     if LAST_SUMMARY:
         from dlrun.console import sweep_table
 
         sweep_table(LAST_SUMMARY, LAST_SUMMARY["sweep_dir"])
-    if FAILED_JOBS:
-        _fail(f"{len(FAILED_JOBS)} sweep job{'s' if len(FAILED_JOBS) > 1 else ''} failed ({', '.join(FAILED_JOBS)}); "
-              "their overrides and errors are in the sweep folder's summary.md", code=EXIT_JOBS_FAILED)
-
-
-# what makes a folder hold a run: checking before Hydra writes .hydra/ into it keeps the earlier run untouched
-RUN_FILES = ("checkpoints", "report.json", "metrics.csv")
-
-
-def check_run_dir(cfg: DictConfig, argv: list[str]) -> None:
-    """Refuse a run folder that already holds a run, unless the user resumes it or says trainer.overwrite=true."""
-    chosen = _chosen(argv, "hydra.run.dir")
-    if chosen and not chosen[-1].strip():  # Hydra would write into the current folder
-        raise DlrunError("hydra.run.dir= is empty: give the folder to write the run into, or leave the key out "
-                         "for outputs/DATE/TIME")
-    run_dir = Path(chosen[-1]).expanduser() if chosen else Path("outputs")  # Hydra's default: outputs/DATE/TIME
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)  # Hydra would create it next, with a traceback if it cannot
-    except OSError as err:
-        key = f"hydra.run.dir={chosen[-1]}" if chosen else f"the run folder {run_dir.resolve()}"
-        raise DlrunError(f"{key} cannot be created: {err.strerror or err}; choose a folder you can write to "
-                         "with hydra.run.dir=PATH") from None
-    if not chosen:
-        return  # Hydra's default folder is new for every run (a timestamp)
-    jobs = _job_folders(run_dir)
-    if jobs:
-        raise DlrunError(f"hydra.run.dir={chosen[-1]} holds a sweep (jobs {', '.join(p.name for p in jobs)}): a "
-                         "single run goes to another folder")
-    if cfg.trainer.resume:  # checked before Hydra writes this run's .hydra/ over the earlier run's
-        from dlrun.pipeline import check_resume_here
-
-        check_resume_here(OmegaConf.to_object(cfg), run_dir)
-        return
-    if cfg.trainer.overwrite:
-        return
-    held = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if held:
-        raise DlrunError(f"hydra.run.dir={chosen[-1]} already holds a run ({', '.join(held)}): choose another "
-                         f"folder, continue it with trainer.resume={chosen[-1]}, or replace it with "
-                         "trainer.overwrite=true")
-
-
-def _job_folders(folder: Path) -> list[Path]:
-    """The job folders of a sweep in `folder` (0/, 1/, ... holding .hydra/), in job order."""
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.iterdir() if p.name.isdigit() and (p / ".hydra").is_dir()),
-                  key=lambda p: int(p.name))
-
-
-def check_sweep_dir(argv: list[str]) -> None:
-    """The sweep's rule for its folder, before Hydra writes into it: a hydra.sweep.dir that holds an earlier sweep's
-    jobs is refused, unless trainer.resume=auto continues that same sweep (job i's folder must hold a run of this
-    command's job i: same overrides, but for those a resume may change) or trainer.overwrite=true replaces it (its
-    job folders and summary are removed first, so the summary covers only the new jobs)."""
-    import shutil
-
-    import yaml
-
-    from dlrun.pipeline import RESUME_MAY_CHANGE
-    from dlrun.preflight import job_overrides
-    from dlrun.sweep.summary import parse_overrides
-
-    overrides = CommandLine(argv).overrides
-    chosen = _chosen(argv, "hydra.sweep.dir")
-    if not chosen:
-        return  # Hydra's default folder is new for every sweep (a timestamp)
-    if not chosen[-1].strip():
-        raise DlrunError("hydra.sweep.dir= is empty: give the sweep's folder, or leave the key out for "
-                         "multirun/DATE/TIME")
-    sweep_dir = Path(chosen[-1]).expanduser()
-    held = [name for name in RUN_FILES if (sweep_dir / name).exists()]
-    if held:
-        raise DlrunError(f"hydra.sweep.dir={chosen[-1]} holds a single run ({', '.join(held)}): a sweep goes to "
-                         "another folder")
-    jobs = _job_folders(sweep_dir)
-    if not jobs:
-        return
-    value = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}
-    resume, overwrite = value.get("trainer.resume", ""), value.get("trainer.overwrite", "false").lower() == "true"
-    if overwrite:
-        for job in jobs:
-            shutil.rmtree(job)
-        for old in [*sweep_dir.glob("summary*.*"), sweep_dir / "sweep.json"]:
-            old.unlink(missing_ok=True)
-        return
-    if resume != "auto":
-        raise DlrunError(f"hydra.sweep.dir={chosen[-1]} already holds a sweep (jobs {', '.join(p.name for p in jobs)}): "
-                         "choose another folder, continue it with trainer.resume=auto (the same command), or replace "
-                         "it with trainer.overwrite=true")
-    planned = job_overrides(overrides)
-    if planned is None:
-        return  # a search: each job checks its own folder (pipeline.check_auto_resume)
-
-    def settings(items: list[str]) -> dict[str, str]:
-        return {k: v for k, v in parse_overrides(items).items() if k not in RESUME_MAY_CHANGE}
-
-    for job in jobs:
-        saved_path = job / ".hydra" / "overrides.yaml"
-        saved = settings(yaml.safe_load(saved_path.read_text()) or []) if saved_path.is_file() else {}
-        now = settings(planned[int(job.name)]) if int(job.name) < len(planned) else None
-        if now is None or saved != now:
-            differ = [k for k in {**saved, **(now or {})} if now is None or saved.get(k) != now.get(k)]
-            ran = " ".join(f"{k}={saved[k]}" if k in saved else f"no {k}" for k in differ) or "the defaults"
-            wants = "no job" if now is None else " ".join(f"{k}={now[k]}" if k in now else f"no {k}" for k in differ)
-            raise DlrunError(f"hydra.sweep.dir={chosen[-1]} holds another sweep: its job {job.name} ran {ran}, this "
-                             f"command's job {job.name} is {wants}; trainer.resume=auto continues a sweep only with "
-                             "the same command: choose another folder, or replace it with trainer.overwrite=true")
+    if not FAILED_JOBS:
+        return 0
+    _print_error(f"{len(FAILED_JOBS)} sweep job{'s' if len(FAILED_JOBS) > 1 else ''} failed "
+                 f"({', '.join(FAILED_JOBS)}); their overrides and errors are in the sweep folder's summary.md")
+    return EXIT_JOBS_FAILED

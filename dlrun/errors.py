@@ -8,7 +8,8 @@ Exit codes, for scripts and schedulers (README "Exit codes"):
   4    the run diverged (non-finite loss, or the monitor above early_stop.divergence_threshold): it stopped, its
        report and checkpoints are written
   5    a verdict listed in report.fail_on fired (a quality gate for CI pipelines and retraining jobs)
-  128+N  stopped by signal N after a checkpoint and a partial report (130 Ctrl-C, 143 SIGTERM, 140 SIGUSR2)
+  128+N  stopped by signal N after a checkpoint and a partial report (130 Ctrl-C, 143 SIGTERM, 140 SIGUSR2), or
+         signal N came after the run had finished (its report complete: cli.py says so in one line)
 """
 
 EXIT_USER_ERROR = 2

@@ -9,7 +9,7 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from dlrun.errors import DlrunError
 
@@ -289,10 +289,12 @@ def rebuild_report(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None
 
 
 def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None, launch: str = "dlrun",
-        sweep_dir: Optional[Path] = None) -> RunResult:
+        sweep_dir: Optional[Path] = None, on_finished: Optional[Callable[[Optional[int]], None]] = None) -> RunResult:
     """Train and diagnose one configuration; write the run folder; return what the CLI needs. `launch` is how it
     was started ("dlrun", "dlrun --config-dir DIR", "torchrun --nproc-per-node=4 -m dlrun"): printed commands
-    start with it."""
+    start with it. `on_finished(signal held so far, or None)` is called once a run that was not interrupted has its
+    report complete (or is skipped as finished), while the report's signal hold is still on: cli.py takes the hold
+    over there, so that no later signal is taken for an interruption."""
     import dlrun
     from dlrun import data, models
     from dlrun.engine import fit
@@ -304,6 +306,8 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None, launch: s
         if finished is not None:
             value = finished["run"].get("objective", {}).get("value")
             worst = float("-inf") if cfg.early_stop.mode == "max" else float("inf")
+            if on_finished is not None:
+                on_finished(None)
             return RunResult(report=finished, run_dir=run_dir, exit_code=0, skipped=True,
                              objective=worst if value is None else value)
     _setup(cfg.trainer)
@@ -364,6 +368,8 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None, launch: s
         with catch_signals("finishing the report, then exiting") as late:
             report = _report(cfg, config_dict, run_dir, overrides, splits, model, history, n_params, ui, launch) \
                 if rank == 0 else {}
+            if on_finished is not None and not history.signal:  # the run is complete: the caller holds signals
+                on_finished(late.signal)  # from here (cli.py, until dlrun exits)
     except BaseException as err:
         tracking.fail(err)
         raise

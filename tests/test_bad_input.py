@@ -271,7 +271,7 @@ def _fingerprint(folder: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("name, argv, message", CASES, ids=[c[0] for c in CASES])
 def test_a_bad_input_gets_one_clear_line_and_touches_nothing(tmp_path, name, argv, message):
-    from dlrun.cli import check_run_dir
+    from dlrun.folders import check_run_dir
 
     args = argv(tmp_path)
     before = _fingerprint(tmp_path)
@@ -322,7 +322,7 @@ def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp
 
 
 def test_a_folder_that_holds_a_run_is_refused_unless_resumed_or_overwritten(tmp_path):
-    from dlrun.cli import check_run_dir
+    from dlrun.folders import check_run_dir
     from dlrun.preflight import check_command_line
 
     folder = Path(_run_folder(tmp_path))
@@ -351,7 +351,7 @@ def test_overwrite_replaces_the_earlier_run_and_its_event_files(tmp_path):
 
 
 def test_an_empty_run_or_sweep_folder_is_refused():
-    from dlrun.cli import check_run_dir, check_sweep_dir
+    from dlrun.folders import check_run_dir, check_sweep_dir
     from dlrun.preflight import check_command_line
 
     with pytest.raises(DlrunError, match="hydra.run.dir= is empty"):

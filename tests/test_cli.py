@@ -193,6 +193,135 @@ def test_a_signal_dlrun_did_not_answer_in_a_sweep_says_how_to_continue_the_sweep
     assert f"dlrun -m reg.dropout=0,0.5 hydra.sweep.dir={tmp_path} trainer.resume=auto" in err
 
 
+# dlrun in a subprocess that raises signals in itself when it first reaches `where`: a function (module:attribute,
+# wrapped to raise them before it runs), "atexit" (an exit callback) or "teardown" (Python's clearing of modules, the
+# last second of a run that has imported torch). signal.raise_signal runs the handler at once, as a signal from
+# outside would at that instant: the point is deterministic, not a race with the machine's speed.
+SIGNALS_AT = """
+import functools, importlib, signal, sys
+where, names, sys.argv = sys.argv[1], sys.argv[2].split(","), ["dlrun", *sys.argv[3:]]
+fired = []
+
+def fire(raise_signal=signal.raise_signal, signals=[getattr(signal, n) for n in names]):
+    if not fired:
+        fired.append(True)
+        for s in signals:
+            raise_signal(s)
+
+if where == "atexit":
+    import atexit
+    atexit.register(fire)
+elif where == "teardown":
+    class Fire:
+        def __del__(self):
+            fire()
+    at_teardown = Fire()
+else:
+    module, _, path = where.partition(":")
+    owner = importlib.import_module(module)
+    *parents, name = path.split(".")
+    for parent in parents:
+        owner = getattr(owner, parent)
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def hooked(*args, **kwargs):
+        fire()
+        return original(*args, **kwargs)
+
+    setattr(owner, name, hooked)
+from dlrun.cli import main
+main()
+"""
+QUICK_RUN = ["trainer.max_epochs=1", "report.plots=false", "trainer.tensorboard=false", *FAST]
+
+
+def _dlrun_signalled_at(where: str, signals: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-c", SIGNALS_AT, where, signals, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+@pytest.mark.parametrize("where,signals", [
+    ("dlrun.console:TerminalUI.summary", "SIGINT"),  # held by the report: before its last line is printed
+    ("dlrun.loggers:Loggers.finish", "SIGTERM"),  # after the report's own hold
+    ("dlrun.loggers:Loggers.finish", "SIGINT,SIGINT"),  # a second one ends dlrun at once
+])
+def test_a_signal_after_the_report_is_complete_says_the_run_finished(tmp_path, where, signals):
+    """The run's files are complete: one line that says so, 128 + N, and nothing about an interruption."""
+    run_dir = tmp_path / "run"
+    done = _dlrun_signalled_at(where, signals, [*QUICK_RUN, f"hydra.run.dir={run_dir}"], tmp_path)
+    sig = getattr(signal, signals.split(",")[0])
+    name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    assert done.returncode == 128 + sig, done.stderr
+    assert f"dlrun: exit {128 + sig}: {name} came after the run had finished; its report is complete: " \
+           f"{run_dir / 'report.md'}" in done.stderr
+    assert "Traceback" not in done.stderr and "resume" not in done.stderr and "interrupted" not in done.stderr
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["run"]["stop_reason"] == "max_epochs" and report["run"]["interrupted"] is False
+
+
+@pytest.mark.parametrize("where", ["atexit", "teardown"])
+def test_a_signal_while_dlrun_exits_is_ignored(tmp_path, where):
+    """After dlrun's last line: no traceback from an exit callback, no silent death by the signal."""
+    run_dir = tmp_path / "run"
+    done = _dlrun_signalled_at(where, "SIGINT", [*QUICK_RUN, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert f"report: {run_dir / 'report.md'}" in done.stdout and "dlrun: exit" not in done.stderr
+
+
+SWEEP = ["-m", "trainer.seed=0,1", *QUICK_RUN]
+
+
+@pytest.mark.slow
+def test_a_signal_after_a_sweeps_last_job_still_writes_its_summary(tmp_path):
+    """Ctrl-C as the sweep's summary starts (the sweep callback waits for the plot helper first): held until the
+    summary is written and printed, then one line and 130."""
+    sweep = tmp_path / "sweep"
+    done = _dlrun_signalled_at("dlrun.report.background:shutdown", "SIGINT", [*SWEEP, f"hydra.sweep.dir={sweep}"],
+                               tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "resume" not in done.stderr
+    assert f"dlrun: exit 130: Ctrl-C came after the sweep's last job had ended; its summary is complete: " \
+           f"{sweep}/summary.html" in done.stderr
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert [r["stop_reason"] for r in summary["jobs"]] == ["max_epochs"] * 2
+
+
+@pytest.mark.slow
+def test_a_second_signal_while_a_sweeps_summary_is_written_says_how_to_write_it(tmp_path):
+    sweep = tmp_path / "sweep"
+    done = _dlrun_signalled_at("dlrun.report.background:shutdown", "SIGINT,SIGINT",
+                               [*SWEEP, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and not (sweep / "summary.json").exists()
+    said = "dlrun: exit 130: Ctrl-C came after job 1 had ended, before the sweep's summary was written"
+    line = next((line for line in done.stderr.splitlines() if line.startswith(said)), "")
+    assert f"dlrun-summary {sweep} writes it" in line and f"hydra.sweep.dir={sweep} trainer.resume=auto" in line, \
+        done.stderr
+    rebuilt = subprocess.run([sys.executable, "-c", "from dlrun.cli import summary_main; summary_main()", str(sweep)],
+                             capture_output=True, text=True, timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr  # every job finished
+    assert sorted(r["job"] for r in json.loads((sweep / "summary.json").read_text())["jobs"]) == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_a_signal_between_two_jobs_stops_the_sweep_before_the_next(tmp_path):
+    """SIGTERM just after job 0's report: job 0 stays finished, job 1 does not start, and the line says how to
+    continue the sweep or summarize it."""
+    sweep = tmp_path / "sweep"
+    done = _dlrun_signalled_at("dlrun.loggers:Loggers.finish", "SIGTERM", [*SWEEP, f"hydra.sweep.dir={sweep}"],
+                               tmp_path)
+    assert done.returncode == 143, done.stderr
+    assert "Traceback" not in done.stderr and not (sweep / "1").exists()
+    said = "dlrun: exit 143: SIGTERM came after job 0 had ended, before the sweep's summary was written"
+    line = next((line for line in done.stderr.splitlines() if line.startswith(said)), "")
+    assert f"dlrun-summary {sweep}" in line and f"hydra.sweep.dir={sweep} trainer.resume=auto" in line, done.stderr
+    assert json.loads((sweep / "0" / "report.json").read_text())["run"]["stop_reason"] == "max_epochs"
+
+
 def test_python_dash_m_and_the_console_script_are_the_same_entry_point():
     text = (ROOT / "pyproject.toml").read_text()
     assert 'dlrun = "dlrun.cli:main"' in text
