@@ -87,10 +87,11 @@ def test_slurm_warning_signal_checkpoints_then_requeues_and_the_requeued_job_res
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_without_retraining_its_finished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
-    # small batches: epochs long enough that the signal lands inside job 1, whatever this machine's speed
+    # small batches: epochs long enough that the signal lands inside job 1, whatever this machine's speed; a
+    # checkpoint (and metrics.csv) every epoch, so that the signal can be timed on job 1's first epoch
     args = ["-m", "trainer.seed=0,1,2", "trainer.max_epochs=3", "trainer.batch_size=4", "early_stop.patience=50",
-            "trainer.progress=false", "report.plots=false", "model.hidden=[16]", "trainer.tensorboard=false",
-            f"hydra.sweep.dir={sweep}", "trainer.resume=auto"]
+            "trainer.progress=false", "trainer.checkpoint_every=0", "report.plots=false", "model.hidden=[16]",
+            "trainer.tensorboard=false", f"hydra.sweep.dir={sweep}", "trainer.resume=auto"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.Popen([sys.executable, "-m", "dlrun", *args], cwd=tmp_path, stdout=subprocess.PIPE,
