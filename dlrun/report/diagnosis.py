@@ -544,6 +544,7 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
              if f.detected and f.actions}
     decomposition["focus_advice"] = focus_advice(decomposition["focus"], fired, settings) \
         if decomposition["focus"] else None  # with the run's settings, which report.json does not keep
+    decomposition["signal_unconfirmed"] = bool(under.stats.get("signal_unconfirmed"))  # the focus sentence says so
     notes.insert(0, focus_note(decomposition, ref.name, task, shift.detected, fired))
     _drop_repeated_commands([under, over, mismatch, shift], overrides, settings)
     return Diagnosis(underfitting=under, overfitting=over, distribution_shift=shift, data_mismatch=mismatch,
@@ -920,6 +921,11 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
                      f"{_gap_words(beats['linear'], task, tol, unit)}), nor confirmed not to (these splits are too "
                      f"small to tell): the inputs may carry no usable relation to the outputs; {check.text}: "
                      f"{check.command}")
+    if ref.kind == "target" and math.isfinite(high) and high < 0:  # below the best achievable, with confidence
+        notes.append(f"the training error {_pct_in(train.error, [train.low, train.high], task)} is below "
+                     f"report.target_error ({_pct(reference, task)}) with confidence: the target is above what this "
+                     "model reaches on its own training data (a human-level estimate that is too high, or a network "
+                     "that memorises its training rows: compare validation)")
     if not gap.passes(tol_units):
         return f
     f.detected = True

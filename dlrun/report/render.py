@@ -281,7 +281,15 @@ def _joined(words: list[str], last: str) -> str:
 
 def _focus_sentence(decomposition: dict, percent: bool, fired: set[str] = frozenset()) -> str:
     """Ng's focus: the largest of avoidable bias, variance and data mismatch, what to work on first; or why the
-    decomposition names none."""
+    decomposition names none. When no signal is confirmed either way (a note), that comes first."""
+    sentence = _focus_words(decomposition, percent, fired)
+    if decomposition.get("signal_unconfirmed"):
+        sentence += (" Before that: neither the network nor a linear model is confirmed to beat chance (see the "
+                     "notes): check the data first.")
+    return sentence
+
+
+def _focus_words(decomposition: dict, percent: bool, fired: set[str]) -> str:
     from dlrun.report.diagnosis import focus_advice, range_ends
 
     focus = decomposition.get("focus")
@@ -301,7 +309,8 @@ def _focus_sentence(decomposition: dict, percent: bool, fired: set[str] = frozen
                 f"achievable error is unknown: between 0 and what a linear model reaches){other}; set "
                 "report.target_error to your estimate of the best achievable error.")
     if not focus:
-        return "Ng's decomposition names no focus: no term is confirmed above 0, nothing these splits can show to work on."
+        return ("Ng's decomposition names no focus: no term is confirmed above 0, nothing these splits can show to work "
+                "on.")
     if focus == "avoidable_bias" and decomposition.get("avoidable_bias") is None and bias_range:
         amount = f" (at least {range_ends(decomposition, percent)[0]}, the largest"
     else:

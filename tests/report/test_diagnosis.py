@@ -188,6 +188,13 @@ def test_underfitting_against_the_target_error_and_the_causes():
     assert not d.underfitting.detected
 
 
+def test_a_training_error_below_the_target_with_confidence_is_said():
+    d = _diagnose(_evaluation(train=0.01), target_error=0.05)
+    assert any(n.startswith("the training error 1.") and "is below report.target_error (5.0%) with confidence" in n
+               for n in d.notes)
+    assert not any("below report.target_error" in n for n in _diagnose(_evaluation(train=0.05), target_error=0.05).notes)
+
+
 def test_underfitting_responds_to_alpha():
     # a 7.8-point excess over the target on 1000 training samples: its one-sided 95% lower bound (z = 1.64, about
     # 1.8 points below) clears the 5-point tolerance, its 99.9% one (z = 3.09, about 3.3 points below) does not
@@ -299,6 +306,9 @@ def test_shuffled_labels_get_one_verdict_that_explains_both_gaps():
     note = next(n for n in d.notes if "nor confirmed not to" in n)
     assert "check the data and the labels" in note and "split.train_dev=0.1" in note
     assert d.signal_unconfirmed["action"]["command"].endswith("split.train_dev=0.1")
+    from dlrun.report.render import _focus_sentence
+
+    assert _focus_sentence(d.decomposition, True, set()).endswith("check the data first.")
 
 
 def test_shift_from_the_error_gap_with_label_free_evidence():
