@@ -125,7 +125,8 @@ def sweep_table(summary: dict, sweep_dir: str, console: Optional[Console] = None
     for i, r in enumerate(summary["jobs"]):
         fired = [f"{SHORT.get(name, name)}:{sev}" for name, sev in r["verdicts"].items() if sev != "no"]
         table.add_row(r["job"], *(r["params"].get(k, "") for k in summary["swept"]), ranked_cell(r, summary),
-                      with_interval(r["val_error"], r.get("val_interval")), _fmt(r["test_error"]), str(r["stop_reason"]),
+                      with_interval(r["val_error"], r.get("val_interval")), _fmt(r["test_error"]),
+                      str(r["stop_reason"]),
                       " ".join(fired) or "none", style="bold green" if r["job"] == summary["best"] else None)
     for r in summary["failed"]:
         table.add_row(r["job"], *(r["params"].get(k, "") for k in summary["swept"]), "-", "-", "-",

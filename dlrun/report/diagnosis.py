@@ -299,8 +299,8 @@ def _memorised(task: str, tol: float, baselines: dict, evaluation: Any, alpha: f
     if simple is None or not math.isfinite(simple) or simple_val is None or not simple_val_n or not simple_n:
         return False
     if task == "classification":
-        low, _ = stats.rate_diff_interval(int(round(simple * simple_n)), simple_n, int(round(simple_val * simple_val_n)),
-                                          simple_val_n, confidence=1 - 2 * alpha)
+        low, _ = stats.rate_diff_interval(int(round(simple * simple_n)), simple_n,
+                                          int(round(simple_val * simple_val_n)), simple_val_n, confidence=1 - 2 * alpha)
         return math.isfinite(low) and low > tol
     fit_true, fit_pred, val_pred = (baselines.get(k) for k in ("simple_fit_true", "simple_fit_pred", "simple_val_pred"))
     if evaluation is None or fit_true is None or fit_pred is None or val_pred is None:
@@ -644,7 +644,8 @@ def _less_reg(settings: dict) -> dict[str, Any]:
     """The underfitting finding's "less regularisation": weight decay and L1 a hundred times smaller, no dropout (only
     the ones the run uses: `reg.dropout=0` for a run without dropout repeats it; all three when none is set)."""
     reg = settings.get("reg", {})
-    change = {"reg.weight_decay": reg.get("weight_decay", 0) / 100, "reg.dropout": 0.0, "reg.l1": reg.get("l1", 0) / 100}
+    change = {"reg.weight_decay": reg.get("weight_decay", 0) / 100, "reg.dropout": 0.0,
+              "reg.l1": reg.get("l1", 0) / 100}
     used = {key: value for key, value in change.items() if reg.get(key.split(".")[1], 0) > 0}
     return used or change
 

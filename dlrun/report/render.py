@@ -309,8 +309,8 @@ def _focus_words(decomposition: dict, percent: bool, fired: set[str]) -> str:
                 f"achievable error is unknown: between 0 and what a linear model reaches){other}; set "
                 "report.target_error to your estimate of the best achievable error.")
     if not focus:
-        return ("Ng's decomposition names no focus: no term is confirmed above 0, nothing these splits can show to work "
-                "on.")
+        return ("Ng's decomposition names no focus: no term is confirmed above 0, nothing these splits can show to "
+                "work on.")
     if focus == "avoidable_bias" and decomposition.get("avoidable_bias") is None and bias_range:
         amount = f" (at least {range_ends(decomposition, percent)[0]}, the largest"
     else:
