@@ -396,9 +396,13 @@ def exit_status(report: dict, fail_on: list[str]) -> int:
 
 
 def objective(history: Any, early_stop: Any) -> Optional[float]:
-    """The best monitored value, for Hydra sweepers: the smallest for min (every monitor dlrun records is a loss
-    or an error), the largest for max; the worst possible value when nothing finite was recorded or the run
-    diverged (a configuration that diverges is not one to pick, even if an epoch before looked good)."""
+    """The monitored value of the weights the run ended with (history.best_epoch's: the best epoch's after
+    early_stop.restore_best, the last one's without), for Hydra sweepers and the sweep summary, so that what they
+    rank is the model the run returns and its report evaluates; the best recorded value (the smallest for min, the
+    largest for max) when no epoch's weights are known; the worst possible value when nothing finite was recorded or
+    the run diverged (a configuration that diverges is not one to pick, even if an epoch before looked good)."""
+    import math
+
     import numpy as np
 
     column = history.column(early_stop.monitor) if history.rows else None
@@ -407,4 +411,6 @@ def objective(history: Any, early_stop: Any) -> Optional[float]:
     maximise = early_stop.mode == "max"
     if not np.isfinite(column).any() or history.stop_reason in ("diverged", "divergence_threshold"):
         return float("-inf") if maximise else float("inf")
+    if 1 <= history.best_epoch <= len(column) and math.isfinite(column[history.best_epoch - 1]):
+        return float(column[history.best_epoch - 1])
     return float(np.nanmax(column) if maximise else np.nanmin(column))

@@ -58,8 +58,9 @@ SAME_VALUE = 1e-3
 
 
 def _objective_interval(objective: dict, metrics: dict) -> tuple[Optional[list], Optional[dict]]:
-    """(the interval of the ranked value, else None; {value, interval} of the weights evaluated when the ranked value,
-    the best recorded in training, is not theirs: early_stop.restore_best=false, a min_delta, a diverged run)."""
+    """(the interval of the ranked value, else None; {value, interval} of the weights evaluated when the ranked value
+    is not theirs: a diverged run, ranked worst; a report from an older dlrun, whose objective was the best value
+    recorded in training)."""
     names = EVALUATED.get(objective["monitor"])
     value = objective["value"]
     evaluated = metrics.get("val", {}).get(names[0]) if names else None
@@ -234,7 +235,7 @@ def interval_caption(summary: dict) -> str:
 
 
 def evaluated_note(summary: dict) -> str:
-    """The jobs whose ranked value, the best recorded in training, is not that of the weights they were evaluated
+    """The jobs whose ranked value (what a sweeper got) is not that of the weights they were evaluated
     with, and those weights' value with its interval; '' when there are none."""
     metric = summary["rank_by"]["metric"]
     if _ranked_field(summary["jobs"]) != "objective":
@@ -243,9 +244,9 @@ def evaluated_note(summary: dict) -> str:
     if not evaluated:
         return ""
     theirs = ", ".join(f"job {job}'s have {with_interval(e['value'], e['interval'])}" for job, e in evaluated.items())
-    return (f"{metric} (in training): the best value recorded while training, which ranks the job (what a sweeper "
-            "got); the weights it ended on, which were evaluated, differ (early_stop.restore_best=false, a min_delta, "
-            f"or a diverged run): {theirs}.")
+    return (f"{metric} (in training): the value that ranks the job (what a sweeper got) is not that of the weights "
+            "it ended on, which were evaluated (a diverged run, ranked worst; or a report from an older dlrun, which "
+            f"ranked the best value recorded in training): {theirs}.")
 
 
 def runner_up_sentence(summary: dict) -> str:

@@ -153,10 +153,17 @@ def test_the_sweep_objective_follows_the_mode():
     from dlrun.pipeline import objective
 
     rows = [{"val_loss": v} for v in (0.5, 0.2, 0.9)]
-    history = History(rows=rows, best_epoch=2, stop_reason="max_epochs", wall_seconds=0, device="cpu",
-                      precision="32")
-    assert objective(history, SimpleNamespace(monitor="val_loss", mode="auto")) == 0.2
-    assert objective(history, SimpleNamespace(monitor="val_loss", mode="max")) == 0.9
+
+    def history(best: int) -> History:
+        return History(rows=rows, best_epoch=best, stop_reason="max_epochs", wall_seconds=0, device="cpu",
+                       precision="32")
+
+    assert objective(history(2), SimpleNamespace(monitor="val_loss", mode="auto")) == 0.2
+    assert objective(history(3), SimpleNamespace(monitor="val_loss", mode="max")) == 0.9
+    # the value of the weights the run ended with (restore_best=false: the last epoch's), not the best recorded:
+    # what a sweeper optimises is then the model the run returns
+    assert objective(history(3), SimpleNamespace(monitor="val_loss", mode="auto")) == 0.9
+    assert objective(history(0), SimpleNamespace(monitor="val_loss", mode="auto")) == 0.2  # no epoch's weights known
     nan = History(rows=[{"val_loss": math.nan}], best_epoch=0, stop_reason="diverged", wall_seconds=0, device="cpu",
                   precision="32")
     assert objective(nan, SimpleNamespace(monitor="val_loss", mode="min")) == math.inf

@@ -77,8 +77,8 @@ def test_a_metric_without_a_known_interval_is_shown_bare(tmp_path):
 
 
 def test_a_ranked_value_that_is_not_the_evaluated_weights_gets_no_interval_and_says_whose_it_is(tmp_path):
-    """early_stop.restore_best=false: the ranked value is the best epoch's in training, the weights evaluated are the
-    last epoch's; the interval belongs to the latter."""
+    """A report from an older dlrun, whose objective was the best value recorded in training whatever the weights
+    kept (early_stop.restore_best=false: the last epoch's were evaluated); the interval belongs to the latter."""
     _job(tmp_path, "0", 0.30, [0.29, 0.45], evaluated=0.36)
     _job(tmp_path, "1", 0.35, [0.28, 0.44])
     summary = write_summary(tmp_path, plots=False)
@@ -87,7 +87,7 @@ def test_a_ranked_value_that_is_not_the_evaluated_weights_gets_no_interval_and_s
     assert best["objective_evaluated"] == {"value": 0.36, "interval": [0.29, 0.45]}
     md = (tmp_path / "summary.md").read_text()
     assert "| 0 | `trainer.seed=0` | 0.3000 (in training) |" in md
-    assert "or a diverged run): job 0's have 0.3600 [0.2900, 0.4500]." in md
+    assert "ranked the best value recorded in training): job 0's have 0.3600 [0.2900, 0.4500]." in md
     with open(tmp_path / "summary.csv") as f:
         row = next(csv.DictReader(f))
     assert (row["val_loss"], row["val_loss_low"], row["val_loss_high"]) == ("0.3", "", "")
