@@ -288,6 +288,7 @@ class Reference:
     kind: str
     n: Optional[int] = None  # the rows behind a linear model's error (classification: its own uncertainty)
     source: Optional[str] = None  # the baselines entry it is (its interval is baseline_intervals' entry)
+    squared_errors: Optional[np.ndarray] = None  # regression: a linear model's, behind its RMSE (its uncertainty)
 
 
 def _memorised(task: str, tol: float, baselines: dict, evaluation: Any, alpha: float) -> bool:
@@ -322,16 +323,25 @@ def reference(task: str, tol: float, target_error: Optional[float], baselines: d
         return Reference(float(target_error), "the target error (report.target_error)", "target")
     if _memorised(task, tol, baselines, evaluation, alpha):
         return Reference(simple_val, "a linear model's validation error (it memorised its training rows)", "linear",
-                         simple_val_n, "simple_val_error")
+                         simple_val_n, "simple_val_error",
+                         _squared_errors(task, evaluation.splits["val"].y_true, baselines.get("simple_val_pred")))
     if simple is not None and math.isfinite(simple):
-        return Reference(simple, "a linear model's training error", "linear", simple_n, "simple_train_error")
+        return Reference(simple, "a linear model's training error", "linear", simple_n, "simple_train_error",
+                         _squared_errors(task, baselines.get("simple_fit_true"), baselines.get("simple_fit_pred")))
     return Reference(0.0, "zero", "zero")
+
+
+def _squared_errors(task: str, truth: Any, pred: Any) -> Optional[np.ndarray]:
+    """A regression baseline's per-sample squared errors (n,), or None (classification, or no predictions)."""
+    if task != "regression" or truth is None or pred is None or len(truth) != len(pred):
+        return None
+    return (np.asarray(pred, dtype=np.float64) - np.asarray(truth, dtype=np.float64)) ** 2
 
 
 def excess_interval(evaluation: Any, ref: Reference, confidence: float) -> tuple[float, float]:
     """Two-sided interval of (training error - reference): the reference is exact when the user gave it (or it is
-    0); a linear model's classification error is itself an estimate from its own n rows (Newcombe's interval);
-    regression: the RMSE's bootstrap interval minus the reference, in target units."""
+    0); a linear model's error is itself an estimate from its own rows: classification, Newcombe's interval over
+    both; regression, a bootstrap of the RMSE difference over both samples of squared errors (in target units)."""
     train = evaluation.splits["train"]
     if evaluation.task == "classification":
         train_errors = int(round(train.error * train.n))
@@ -341,6 +351,8 @@ def excess_interval(evaluation: Any, ref: Reference, confidence: float) -> tuple
         low, high = stats.error_interval(train_errors, train.n, confidence)
         return low - ref.value, high - ref.value
     sq = (np.asarray(train.y_pred, float) - np.asarray(train.y_true, float)) ** 2
+    if ref.kind == "linear" and ref.squared_errors is not None:
+        return stats.rmse_diff_interval(ref.squared_errors, sq, confidence=confidence)
     low, high = stats.mean_interval(sq, confidence) if np.isfinite(sq).all() else (math.nan, math.nan)
     return math.sqrt(max(low, 0)) - ref.value, math.sqrt(max(high, 0)) - ref.value
 

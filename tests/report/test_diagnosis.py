@@ -548,6 +548,13 @@ def test_a_regressions_decomposition_is_in_the_targets_units_with_intervals():
     excess = d.underfitting.stats["excess"]
     assert d.underfitting.detected and f"a gap of {excess:.4g}," in d.underfitting.evidence[0] and 3 < excess < 5
     assert "the tolerance 2.5 (0.05 of the training targets' std)" in d.underfitting.evidence[0]
+    # the linear model's RMSE is an estimate too: with its squared errors the gap's interval covers both (wider)
+    exact = d.underfitting.stats["gap"]["interval"]
+    fit_y = r.normal(0, 50, 1000)
+    base.update(simple_fit_true=fit_y, simple_fit_pred=fit_y + r.normal(0, 1.0, 1000))
+    both = diagnose(_history(), evaluation, ReportConfig(), [], SETTINGS, baselines=base).underfitting.stats["gap"]
+    assert both["interval"][1] - both["interval"][0] > exact[1] - exact[0]
+    assert both["interval"][0] < both["size"] < both["interval"][1]
 
 
 def test_a_linear_model_that_does_better_on_the_same_validation_samples_is_said_once_where_it_belongs():
