@@ -158,6 +158,18 @@ def run_step(index: int, overrides: list[str], launch: list[str], folder: Path) 
     return proc.returncode, report
 
 
+def step_state(run_dir: Path) -> str:
+    """What a step stopped by Ctrl-C left, from its folder: a finished run (the signal came after its report), a
+    checkpoint and a partial report, or nothing to resume."""
+    path = run_dir / "report.json"
+    report = json.loads(path.read_text()) if path.is_file() else None
+    if report is not None and not report["run"].get("interrupted"):
+        return "its run had finished; its report is complete"
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        return "its checkpoint and partial report"
+    return "nothing saved yet"
+
+
 def comparison_text(vs: Optional[dict], task: Optional[str]) -> str:
     """'-4.4 pts [-6.1, -2.8] vs step 0, lower (confirmed)' or '... within noise'; '' without a comparison."""
     from dlrun.report.predictions import difference_text, verdict_text
@@ -190,8 +202,8 @@ def loop(settings: dict, launch: list[str], overrides: list[str], folder: Path, 
         try:
             status, report = run_step(len(steps), current, launch, folder)
         except KeyboardInterrupt:
-            stop = (f"stopped by Ctrl-C during step {len(steps)} ({folder}/step_{len(steps)}: its checkpoint and "
-                    "partial report); the steps before it are below")
+            stop = (f"stopped by Ctrl-C during step {len(steps)} ({folder}/step_{len(steps)}: "
+                    f"{step_state(folder / f'step_{len(steps)}')}); the steps before it are below")
             say(stop)
             break
         step = Step(len(steps), str(folder / f"step_{len(steps)}"), current, parent,

@@ -177,6 +177,18 @@ def test_two_runs_on_different_validation_samples_are_not_compared():
     assert compare("classification", before, {0: (1.0, 0.0), 1: (2.0, 2.0)})["difference"] == pytest.approx(0.5)
 
 
+def test_a_step_stopped_by_ctrl_c_is_described_by_what_it_left(tmp_path):
+    from dlrun.iterate import step_state
+
+    assert step_state(tmp_path / "none") == "nothing saved yet"
+    (tmp_path / "partial" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "partial" / "checkpoints" / "last.pt").write_bytes(b"")
+    (tmp_path / "partial" / "report.json").write_text(json.dumps({"run": {"interrupted": True}}))
+    assert step_state(tmp_path / "partial") == "its checkpoint and partial report"
+    (tmp_path / "partial" / "report.json").write_text(json.dumps({"run": {"interrupted": False}}))
+    assert step_state(tmp_path / "partial") == "its run had finished; its report is complete"
+
+
 def test_ctrl_c_during_a_step_keeps_the_steps_before_it_and_exits_130(tmp_path, monkeypatch):
     import dlrun.iterate as iterate
 
@@ -193,6 +205,7 @@ def test_ctrl_c_during_a_step_keeps_the_steps_before_it_and_exits_130(tmp_path, 
     monkeypatch.setattr(iterate, "run_step", fake_step)
     result = iterate.loop({"budget": 5, "dir": None}, [], [], tmp_path, say=lambda *_: None)
     assert result["interrupted"] and result["stopped"].startswith("stopped by Ctrl-C during step 1")
+    assert "step_1: nothing saved yet)" in result["stopped"]  # the step left no folder: no claim of a checkpoint
     assert len(result["steps"]) == 1 and result["best_step"] == 0
     monkeypatch.setattr(iterate, "loop", lambda *a, **k: result)
     with pytest.raises(SystemExit) as done:
