@@ -111,12 +111,11 @@ class _AfterTheRun:
         """One line for a signal that came after the run had finished, then exit 128 + N. Its files are complete:
         nothing to resume; a sweep says whether its summary is written, else how to write it."""
         import shlex
-        import signal
 
         from dlrun.sweep.callback import LAST_SUMMARY
 
         code = 128 + signum
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        name = _signal_name(signum)
         if self.sweep_dir is None:
             _say(f"dlrun: exit {code}: {name} came after the run had finished; its report is complete: "
                  f"{self.run_dir / 'report.md'}")
@@ -134,6 +133,13 @@ class _AfterTheRun:
 _finished = _AfterTheRun()
 
 
+def _signal_name(signum: int) -> str:
+    """Ctrl-C for SIGINT, else the signal's name (SIGTERM)."""
+    import signal
+
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
 def _stop_at_once(err: KeyboardInterrupt, run_dir: Path | None, sweep_dir: Path | None = None) -> None:
     """A signal dlrun did not get to answer (before training, or a second one): say what it leaves on disk, and exit
     with 128 + its number. In a sweep, how to continue the sweep (its jobs keep their last checkpoints)."""
@@ -142,7 +148,7 @@ def _stop_at_once(err: KeyboardInterrupt, run_dir: Path | None, sweep_dir: Path 
     signum = err.args[0] if err.args and isinstance(err.args[0], int) else signal.SIGINT
     if _finished.run_dir is not None:  # a second signal after the run (a sweep's job) had finished
         _finished.say(signum)
-    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    name = _signal_name(signum)
     if sweep_dir is not None:
         _fail(f"stopped at once by {name}: each job keeps its last checkpoint; to continue the sweep (finished jobs "
               f"are skipped): {sweep_resume_command(sys.argv[1:], sweep_dir)}", code=128 + signum)

@@ -152,17 +152,8 @@ class _Figure:
 
 
 def _figures(evaluation: Any, confidence: float = 0.95) -> dict[str, _Figure]:
-    out = {}
-    for name, s in evaluation.splits.items():
-        if evaluation.task == "classification":
-            low, high = stats.error_interval(s.errors, s.n, confidence)
-            out[name] = _Figure(s.error, s.n, low, high)
-        else:
-            sq = (np.asarray(s.y_pred, dtype=np.float64) - np.asarray(s.y_true, dtype=np.float64)) ** 2
-            low, high = stats.mean_interval(sq, confidence)
-            low, high = math.sqrt(max(low, 0.0)), math.sqrt(max(high, 0.0))
-            out[name] = _Figure(s.error, s.n, low, high)
-    return out
+    return {name: _Figure(s.error, s.n, *stats.model_error_interval(evaluation.task, s.y_true, s.y_pred, confidence))
+            for name, s in evaluation.splits.items()}
 
 
 @dataclass
@@ -239,6 +230,11 @@ def _pct_in(x: Optional[float], interval: Any, task: str) -> str:
     return f"{_pct(x, task)} {interval_text(interval, task == 'classification')}".rstrip()
 
 
+def _rate_in(count: int, n: int, alpha: float, task: str) -> str:
+    """count / n as a rate with its (1 - alpha) Wilson interval: '30.0% [22.1, 39.3]'."""
+    return _pct_in(count / n, stats.error_interval(count, n, 1 - alpha), task)
+
+
 def _fig(figure: _Figure, task: str) -> str:
     """A split's error with its (1 - alpha) interval."""
     return _pct_in(figure.error, [figure.low, figure.high], task)
@@ -303,11 +299,12 @@ def _memorised(task: str, tol: float, baselines: dict, evaluation: Any, alpha: f
         low, _ = stats.rate_diff_interval(int(round(simple * simple_n)), simple_n,
                                           int(round(simple_val * simple_val_n)), simple_val_n, confidence=1 - 2 * alpha)
         return math.isfinite(low) and low > tol
-    fit_true, fit_pred, val_pred = (baselines.get(k) for k in ("simple_fit_true", "simple_fit_pred", "simple_val_pred"))
-    if evaluation is None or fit_true is None or fit_pred is None or val_pred is None:
+    if evaluation is None:
         return False
-    sq_fit = (np.asarray(fit_pred, float) - np.asarray(fit_true, float)) ** 2
-    sq_val = (np.asarray(val_pred, float) - np.asarray(evaluation.splits["val"].y_true, float)) ** 2
+    sq_fit = _squared_errors(task, baselines.get("simple_fit_true"), baselines.get("simple_fit_pred"))
+    sq_val = _squared_errors(task, evaluation.splits["val"].y_true, baselines.get("simple_val_pred"))
+    if sq_fit is None or sq_val is None:
+        return False
     low, _ = stats.rmse_diff_interval(sq_fit, sq_val, confidence=1 - 2 * alpha)
     return math.isfinite(low) and low / float(baselines.get("target_scale", 1.0)) > tol
 
@@ -350,11 +347,11 @@ def excess_interval(evaluation: Any, ref: Reference, confidence: float) -> tuple
                                             confidence=confidence)
         low, high = stats.error_interval(train_errors, train.n, confidence)
         return low - ref.value, high - ref.value
-    sq = (np.asarray(train.y_pred, float) - np.asarray(train.y_true, float)) ** 2
     if ref.kind == "linear" and ref.squared_errors is not None:
+        sq = _squared_errors("regression", train.y_true, train.y_pred)
         return stats.rmse_diff_interval(ref.squared_errors, sq, confidence=confidence)
-    low, high = stats.mean_interval(sq, confidence) if np.isfinite(sq).all() else (math.nan, math.nan)
-    return math.sqrt(max(low, 0)) - ref.value, math.sqrt(max(high, 0)) - ref.value
+    low, high = stats.model_error_interval("regression", train.y_true, train.y_pred, confidence)
+    return low - ref.value, high - ref.value
 
 
 def decompose(fig: dict[str, _Figure], target_error: Optional[float], achievable: Optional[float] = None,
@@ -448,8 +445,7 @@ def focus_advice(focus: str, fired_with_actions: set[str], settings: Optional[di
     if finding in fired_with_actions:
         return f"the {finding.replace('_', ' ')} finding's next runs"
     advice = FOCUS_ADVICE.get(focus, "see the decomposition")
-    reg = (settings or {}).get("reg")
-    if reg is not None and not any(reg.get(k, 0) > 0 for k in ("weight_decay", "dropout", "l1")):
+    if settings is not None and "reg" in settings and not _regularised(settings):
         advice = advice.replace(", less regularisation", "")
     return advice
 
@@ -652,6 +648,12 @@ def _linear_gap(versus: dict, task: str, scale: float) -> Gap:
 LR_TRENDS = ("flat", "oscillating", "diverged")  # training-loss shapes the underfitting finding blames on the lr
 
 
+def _regularised(settings: dict) -> bool:
+    """The run uses weight decay, dropout or L1."""
+    reg = settings.get("reg", {})
+    return any(reg.get(key, 0) > 0 for key in ("weight_decay", "dropout", "l1"))
+
+
 def _less_reg(settings: dict) -> dict[str, Any]:
     """The underfitting finding's "less regularisation": weight decay and L1 a hundred times smaller, no dropout (only
     the ones the run uses: `reg.dropout=0` for a run without dropout repeats it; all three when none is set)."""
@@ -743,8 +745,7 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
     focus = decomposition.get("focus")
     if decomposition.get("no_signal"):
         return (f"focus: none named ({listed}): no usable relation between the inputs and the outputs shows in these "
-                "data (the underfitting "
-                "finding), and Ng's terms assume something to learn: check the data first")
+                "data (the underfitting finding), and Ng's terms assume something to learn: check the data first")
     if focus:
         return (f"focus: {focus.replace('_', ' ')} is the largest term ({listed}): work on it first (Ng): "
                 f"{decomposition.get('focus_advice') or focus_advice(focus, fired_with_actions or set())}"
@@ -776,7 +777,8 @@ def _drop_repeated_commands(findings: list[Finding], overrides: list[str] = (),
         f.actions = kept
 
 
-def _tolerance_in_units(tol: float, task: str, scale: float) -> float:
+def tolerance_in_units(tol: float, task: str, scale: float) -> float:
+    """report.tolerance in the error's units: a fraction of samples, or for regression times the targets' std."""
     return tol * scale if task == "regression" else tol
 
 
@@ -858,7 +860,7 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     chance = baselines.get("chance_error")
     simple_val = baselines.get("simple_val_error")
     scale = float(baselines.get("target_scale", 1.0))
-    tol_units = _tolerance_in_units(tol, task, scale)
+    tol_units = tolerance_in_units(tol, task, scale)
     target_error = ref.value if ref.kind == "target" else None
     reference, ref_name = ref.value, ref.name
     ref_interval = intervals.get(ref.source) if ref.source else None  # the target and zero are exact
@@ -950,11 +952,10 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     if chance is not None:
         f.evidence.append("chance level (always the majority class / the mean) is "
                           f"{_pct_in(chance, intervals.get('chance_error'), task)}")
-    reg = settings.get("reg", {})
-    regularised = reg.get("weight_decay", 0) > 0 or reg.get("dropout", 0) > 0 or reg.get("l1", 0) > 0
+    regularised = _regularised(settings)
     less_reg = Action("less regularisation (weight decay, dropout, L1)", next_command(overrides, _less_reg(settings)))
-    raise_lr = Action(f"raise the learning rate to {health.raise_lr(settings):g}",
-                      next_command(overrides, {"optim.lr": health.raise_lr(settings)}))
+    raised = health.raise_lr(settings)
+    raise_lr = Action(f"raise the learning rate to {raised:g}", next_command(overrides, {"optim.lr": raised}))
     longer = Action("train longer", next_command(overrides, {"trainer.max_epochs": 2 * max_epochs, **_lift(history)}))
     bigger = Action("a bigger model", next_command(overrides, _bigger_model(settings)))
     lower_lr = Action("divide the learning rate by 10", next_command(overrides, {"optim.lr": lr / 10}))
@@ -1038,12 +1039,9 @@ def _data_mismatch(fig, evaluation, task, tol, alpha, overrides, scale) -> Findi
 
 def _shares_words(shares: list[dict], task: str, alpha: float) -> str:
     """Classes whose share moved from training to test (evidence.share_changes), each test share with its interval."""
-    def share(c: dict) -> str:
-        return _pct_in(c["test_count"] / c["test_n"], stats.error_interval(c["test_count"], c["test_n"], 1 - alpha),
-                       task)
-
-    return "; ".join(f"{c['name']}: {100 * c['train_share']:.1f}% of the training samples -> {share(c)} of the "
-                     f"{c['test_n']} test samples" for c in shares)
+    return "; ".join(f"{c['name']}: {100 * c['train_share']:.1f}% of the training samples -> "
+                     f"{_rate_in(c['test_count'], c['test_n'], alpha, task)} of the {c['test_n']} test samples"
+                     for c in shares)
 
 
 def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, scale, notes,
@@ -1098,12 +1096,12 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
                           "p(y|x) changed")
     if table is not None:
         worst = evidence.worst_classes(table, tol, alpha / 2)
-        rate = lambda wrong, n: _pct_in(wrong / n, stats.error_interval(wrong, n, 1 - alpha), task)  # noqa: E731
-        if worst:  # confirmed by a one-sided Fisher exact test per class (p-values in stats.classes)
+        if worst:  # confirmed by the one rule per class, at alpha/K (evidence.worst_classes; stats.classes)
             f.stats["classes"] = worst
             f.evidence.append("systematic errors in classes: " + "; ".join(
-                f"{c['name']}: {rate(c['val_wrong'], c['val_n'])} of {c['val_n']} wrong on validation -> "
-                f"{rate(c['test_wrong'], c['test_n'])} of {c['test_n']} on test" for c in worst))
+                f"{c['name']}: {_rate_in(c['val_wrong'], c['val_n'], alpha, task)} of {c['val_n']} wrong on "
+                f"validation -> {_rate_in(c['test_wrong'], c['test_n'], alpha, task)} of {c['test_n']} on test"
+                for c in worst))
         if shares:  # confirmed by a binomial test per class against its training share (stats.shares)
             f.stats["shares"] = shares
             f.evidence.append("classes over/under-represented in test vs train: " + _shares_words(shares, task, alpha))

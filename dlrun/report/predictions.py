@@ -101,7 +101,7 @@ def compare_loss(before: Optional[dict], after: Optional[dict], confidence: floa
     differences, i.e. scipy.stats.ttest_rel). Returns metric "val_loss", difference, interval, n and `confirmed`
     ("lower" / "higher" when the interval excludes 0, else None), as compare does; {"note": ...} when the two did
     not predict the same samples or a file has no loss column (written before it existed)."""
-    from dlrun.report.stats import mean_interval
+    from dlrun.report.stats import confirmed_direction, mean_interval
 
     note = _not_comparable(before, after)
     if note:
@@ -111,7 +111,7 @@ def compare_loss(before: Optional[dict], after: Optional[dict], confidence: floa
     order = sorted(before)
     differences = np.array([after[i][2] - before[i][2] for i in order])  # (n,)
     low, high = mean_interval(differences, confidence)
-    confirmed = "lower" if high < 0 else "higher" if low > 0 else None
+    confirmed = confirmed_direction(low, high)
     return {"metric": "val_loss", "difference": float(differences.mean()), "interval": [low, high],
             "n": len(order), "confirmed": confirmed}
 

@@ -88,9 +88,11 @@ def render(run_dir: Path, run_info: dict, history: Any, evaluation: Any, diagnos
     baselines = baselines or {}
     report = clean(build_report(run_info, evaluation, diagnosis, baselines))
     # what the verdicts were judged at (report.alpha, report.tolerance; regression: also in the target's units)
+    from dlrun.report.diagnosis import tolerance_in_units
+
     report["judged"] = {"alpha": report_cfg.alpha, "tolerance": report_cfg.tolerance,
-                        "tolerance_in_units": report_cfg.tolerance * float(baselines.get("target_scale", 1.0))
-                        if evaluation.task == "regression" else report_cfg.tolerance}
+                        "tolerance_in_units": tolerance_in_units(report_cfg.tolerance, evaluation.task,
+                                                                 float(baselines.get("target_scale", 1.0)))}
     report["files"] = {"json": str(run_dir / "report.json"), "markdown": str(run_dir / "report.md"),
                        "metrics": str(run_dir / "metrics.csv"), "checkpoints": str(run_dir / "checkpoints")}
     report["files"]["html"] = str(run_dir / "report.html")
@@ -297,8 +299,8 @@ def _focus_words(decomposition: dict, percent: bool, fired: set[str]) -> str:
     bias_range = decomposition.get("avoidable_bias_range")
     if decomposition.get("no_signal"):
         return ("Ng's decomposition names no focus: no usable relation between the inputs and the outputs shows in "
-                "these data (the "
-                "underfitting finding), and its terms assume something to learn: check the data first.")
+                "these data (the underfitting finding), and its terms assume something to learn: check the data "
+                "first.")
     if not focus and decomposition.get("focus_undetermined") and bias_range:
         others = [t for t in ("variance", "data_mismatch") if decomposition.get(t) is not None]
         largest = max(others, key=lambda t: decomposition[t]) if others else None

@@ -87,6 +87,11 @@ def rate_diff_interval(errors_a: int, n_a: int, errors_b: int, n_b: int,
     return (float(low), float(high))
 
 
+def confirmed_direction(low: float, high: float) -> Optional[str]:
+    """"lower" or "higher" when a difference's interval excludes 0, else None (within noise)."""
+    return "lower" if high < 0 else "higher" if low > 0 else None
+
+
 def paired_error_difference(task: str, y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
                             confidence: float = 0.95, seed: int = 0) -> dict:
     """error(b) - error(a) of two models' predictions pred_a, pred_b (n,) of the same samples y_true (n,), with its
@@ -128,7 +133,7 @@ def paired_error_difference(task: str, y_true: np.ndarray, pred_a: np.ndarray, p
                              method="percentile", rng=np.random.default_rng(seed))
             low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
         extra = {}
-    confirmed = "lower" if high < 0 else "higher" if low > 0 else None
+    confirmed = confirmed_direction(low, high)
     return {"difference": float(difference), "interval": [float(low), float(high)], "n": n, **extra,
             "confirmed": confirmed}
 
@@ -442,9 +447,7 @@ def simple_baseline_errors(x_train: np.ndarray, y_train: np.ndarray, evals: dict
         pred = model.predict(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
         if predictions is not None:
             predictions[name] = pred
-        y = np.asarray(y)
-        out[name] = float(np.mean(pred != y)) if task == "classification" else \
-            float(np.sqrt(np.mean((pred - y.astype(np.float64)) ** 2)))
+        out[name] = model_error(task, y, pred)
     return out
 
 
