@@ -366,6 +366,7 @@ def run(cfg: Any, run_dir: Path, overrides: list[str], ui: Any = None, launch: s
     # is written atomically, so what is on disk is whole either way)
     try:
         with catch_signals("finishing the report, then exiting") as late:
+            late.signal = history.held  # one that came after the last batch is held like one during the report
             report = _report(cfg, config_dict, run_dir, overrides, splits, model, history, n_params, ui, launch) \
                 if rank == 0 else {}
             if on_finished is not None and not history.signal:  # the run is complete: the caller holds signals

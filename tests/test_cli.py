@@ -244,6 +244,7 @@ def _dlrun_signalled_at(where: str, signals: str, args: list[str], cwd: Path) ->
 
 
 @pytest.mark.parametrize("where,signals", [
+    ("dlrun.engine.loop:_RunWriter.close", "SIGINT"),  # after the last batch, held by training: nothing left to train
     ("dlrun.console:TerminalUI.summary", "SIGINT"),  # held by the report: before its last line is printed
     ("dlrun.loggers:Loggers.finish", "SIGTERM"),  # after the report's own hold
     ("dlrun.loggers:Loggers.finish", "SIGINT,SIGINT"),  # a second one ends dlrun at once

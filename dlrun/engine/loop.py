@@ -47,6 +47,7 @@ class History:
     device: str
     precision: str
     signal: Optional[int] = None  # the signal that interrupted the run
+    held: Optional[int] = None  # a signal that came when the run had nothing left to train: the run is finished
     notes: list[str] = field(default_factory=list)  # what the user should know about how the run went
     rank: int = 0  # this process under torchrun
     world_size: int = 1  # processes that trained together (DDP)
@@ -516,7 +517,6 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
                 writer.write(rows, last_checkpoint(running=True), best_checkpoint(),
                              probe.rows if probe is not None else None)
                 last_write = time.monotonic()
-        # a signal after the last batch of the last epoch, or after a stop decision, leaves a finished run finished
         if interrupted is not None:
             stop_reason = "interrupted"
 
@@ -524,6 +524,12 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
         writer.write(rows, last_checkpoint(saved_partial), best_checkpoint(),
                      probe.rows if probe is not None else None)
         writer.close()
+        # a signal after the last batch of the last epoch, or after a stop decision, leaves a finished run finished:
+        # it is held (pipeline.run writes the whole report, then dlrun exits 128 + N saying the run had finished)
+        held = flag.signal if interrupted is None else None
+        if held is not None:
+            log.warning("%s came when training had ended: writing the whole report, then exiting",
+                        signal.Signals(held).name)
     # restore_best holds with or without early stopping (a run that never improved on epoch 1 ends on epoch 1)
     restore = early_stop.restore_best and best_state is not None
     if restore:
@@ -532,7 +538,7 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     final_epoch = stopper.best_epoch if restore else (len(rows) if stopper.best_epoch else 0)
     return History(rows=rows, best_epoch=final_epoch, stop_reason=stop_reason,
                    wall_seconds=time.perf_counter() - wall_start, device=str(device), precision=rt.precision,
-                   signal=interrupted, notes=notes, rank=rt.rank, world_size=rt.world_size,
+                   signal=interrupted, held=held, notes=notes, rank=rt.rank, world_size=rt.world_size,
                    dynamics=list(probe.rows) if probe is not None else [])
 
 

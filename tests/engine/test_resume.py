@@ -92,10 +92,13 @@ def test_a_signal_mid_epoch_resumes_exactly(tmp_path, groups):
 
 
 def test_a_signal_in_the_last_batch_of_the_last_epoch_leaves_the_run_finished(tmp_path):
+    """Nothing was left to train: the whole report, no resume command, and the signal is not forgotten (128 + N,
+    cli.py's line says the run had finished)."""
     cfg = make_config(trainer={"max_epochs": 2}, **GROUPS)
     result = _run_with_signal(cfg, tmp_path, batch=2 * _batches_per_epoch(cfg))
     assert result.report["run"]["stop_reason"] == "max_epochs" and not result.report["run"]["interrupted"]
-    assert result.report["run"]["epochs_run"] == 2 and result.exit_code == 0
+    assert result.report["run"]["epochs_run"] == 2 and "resume_command" not in result.report["run"]
+    assert result.signal == signal.SIGTERM and result.exit_code == 128 + signal.SIGTERM
     assert checkpoint.load(tmp_path / "checkpoints" / "last.pt")["partial"] is None
 
 
