@@ -134,7 +134,7 @@ def sweep_table(summary: dict, sweep_dir: str, console: Optional[Console] = None
     console.print(table)
     for g in summary.get("folds") or []:
         setting = " ".join(f"{k}={v}" for k, v in g["setting"].items()) or "all jobs"
-        console.print(f"k-fold {setting}: {metric} {_fmt(g['objective_mean'])} ± {_fmt(g['objective_std'])} "
+        console.print(f"k-fold {setting}: {metric} {_fmt(g['ranked_mean'])} ± {_fmt(g['ranked_std'])} "
                       f"over {g['folds']} folds")
     for r in summary["failed"]:
         console.print(f"[red]job {r['job']} failed:[/] {escape(r['error'])}", markup=True)

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 # 3: objective and rank_by, swept parameters, k-fold groups, status per job; 4: objective_interval and
-# objective_evaluated per job, runner_up on the ranking metric (its metric and level, the error comparison under error)
-SCHEMA_VERSION = 4
+# objective_evaluated per job, runner_up on the ranking metric (its metric and level, the error comparison under error);
+# 5: k-fold groups' ranked_mean/ranked_std (the ranking metric, rank_by) replace objective_mean/objective_std (each
+# job's own monitor, not comparable when the sweep changes early_stop.monitor)
+SCHEMA_VERSION = 5
 FINDINGS = ("underfitting", "overfitting", "data_mismatch", "distribution_shift")
 
 
@@ -168,11 +170,13 @@ def versus(best: dict, second: dict, metric: str, sweep_dir: Path) -> dict:
 
 
 def fold_groups(rows: list[dict], swept: list[str]) -> Optional[list[dict]]:
-    """k-fold sweeps (split.fold swept): mean and sample standard deviation across folds of each other setting."""
+    """k-fold sweeps (split.fold swept): mean and sample standard deviation across folds of each other setting, of
+    the ranking metric (ranked_*: rank_by's, the same for every job), the validation and the test error; best first."""
     import numpy as np
 
     if "split.fold" not in swept:
         return None
+    ranked_field = _ranked_field(rows)
     others = [k for k in swept if k != "split.fold"]
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -181,13 +185,14 @@ def fold_groups(rows: list[dict], swept: list[str]) -> Optional[list[dict]]:
     for setting, members in groups.items():
         entry = {"setting": dict(zip(others, setting)), "folds": len(members),
                  "jobs": sorted((m["job"] for m in members), key=lambda j: (len(j), j))}
-        for field in ("objective", "val_error", "test_error"):
+        for name, field in (("ranked", ranked_field), ("val_error", "val_error"), ("test_error", "test_error")):
             values = np.array([m[field] for m in members if m[field] is not None], dtype=float)
-            entry[f"{field}_mean"] = float(values.mean()) if len(values) else None
-            entry[f"{field}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+            entry[f"{name}_mean"] = float(values.mean()) if len(values) else None
+            entry[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
         out.append(entry)
-    sign = -1.0 if rows and rows[0]["mode"] == "max" else 1.0
-    out.sort(key=lambda g: (g["objective_mean"] is None, sign * (g["objective_mean"] or 0.0)))
+    _, mode, _ = _ranking(rows)
+    sign = -1.0 if mode == "max" else 1.0
+    out.sort(key=lambda g: (g["ranked_mean"] is None, sign * (g["ranked_mean"] or 0.0)))
     return out
 
 
@@ -332,7 +337,7 @@ def render_markdown(summary: dict) -> str:
         lines += ["", "## Cross-validation: mean and standard deviation across folds", "",
                   "| setting | folds | " + rank["metric"] + " | val error | test error |", "|---|---:|---:|---:|---:|"]
         for g in summary["folds"]:
-            cells = [f"{fmt(g[f + '_mean'])} ± {fmt(g[f + '_std'])}" for f in ("objective", "val_error", "test_error")]
+            cells = [f"{fmt(g[f + '_mean'])} ± {fmt(g[f + '_std'])}" for f in ("ranked", "val_error", "test_error")]
             setting = " ".join(f"{k}={v}" for k, v in g["setting"].items()) or "(all jobs)"
             lines.append(f"| `{setting}` | {g['folds']} | " + " | ".join(cells) + " |")
     failed = summary["failed"]

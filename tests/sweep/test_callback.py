@@ -106,8 +106,25 @@ def test_k_fold_sweeps_get_the_mean_and_std_across_folds_of_each_setting(tmp_pat
     best, worst = summary["folds"]
     assert best["setting"] == {"reg.dropout": "0.5"} and best["folds"] == 3 and best["jobs"] == ["3", "4", "5"]
     assert best["val_error_mean"] == pytest.approx(0.06) and best["val_error_std"] == pytest.approx(0.01)
-    assert worst["objective_mean"] == pytest.approx(1.2) and worst["test_error_std"] == pytest.approx(0.02)
+    assert worst["ranked_mean"] == pytest.approx(1.2) and worst["test_error_std"] == pytest.approx(0.02)
     assert "0.0600 ± 0.0100" in (tmp_path / "summary.md").read_text()
+
+
+def test_k_fold_groups_with_different_monitors_are_compared_on_the_summary_s_ranking_metric(tmp_path):
+    """A sweep over early_stop.monitor ranks by val_error: each setting's mean is of val_error too, not of each
+    job's own monitor (a val_loss of 0.3 is not better than a val_error of 0.1)."""
+    job = 0
+    for monitor, val, monitored in (("val_loss", 0.2, 0.3), ("val_error", 0.1, 0.1)):
+        for fold in range(2):
+            _job(tmp_path, str(job), ["split.folds=2", f"split.fold={fold}", f"early_stop.monitor={monitor}"],
+                 val=val + fold / 100, val_loss=monitored + fold / 100, monitor=monitor)
+            job += 1
+    summary = write_summary(tmp_path, plots=False)
+    best, worst = summary["folds"]
+    assert summary["rank_by"]["metric"] == "val_error"
+    assert best["setting"] == {"early_stop.monitor": "val_error"} and best["ranked_mean"] == pytest.approx(0.105)
+    assert worst["ranked_mean"] == pytest.approx(0.205) and worst["ranked_std"] == pytest.approx(0.00707, abs=1e-5)
+    assert "| `early_stop.monitor=val_loss` | 2 | 0.2050 ± 0.0071 |" in (tmp_path / "summary.md").read_text()
 
 
 def test_dlrun_summary_rebuilds_and_prints_the_summary_of_a_sweep_folder(tmp_path, capsys):
