@@ -1038,10 +1038,12 @@ def _data_mismatch(fig, evaluation, task, tol, alpha, overrides, scale) -> Findi
 
 
 def _shares_words(shares: list[dict], task: str, alpha: float) -> str:
-    """Classes whose share moved from training to test (evidence.share_changes), each test share with its interval."""
-    return "; ".join(f"{c['name']}: {100 * c['train_share']:.1f}% of the training samples -> "
-                     f"{_rate_in(c['test_count'], c['test_n'], alpha, task)} of the {c['test_n']} test samples"
-                     for c in shares)
+    """Classes whose share moved from training to test (evidence.share_changes): each share with its interval, and
+    their ratio with the interval that confirms it beyond 2x (at the Bonferroni level)."""
+    return "; ".join(f"{c['name']}: {_rate_in(c['train_count'], c['train_n'], alpha, task)} of the {c['train_n']} "
+                     f"training samples -> {_rate_in(c['test_count'], c['test_n'], alpha, task)} of the "
+                     f"{c['test_n']} test samples (its share x{c['ratio']:.2g}, {100 * (1 - 2 * c['level']):.3g}% "
+                     f"interval [{c['low']:.2g}, {c['high']:.2g}])" for c in shares)
 
 
 def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, scale, notes,

@@ -10,6 +10,7 @@ For regression the KS test runs on the predictions instead of the softmax. Pure:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import numpy as np
@@ -116,23 +117,33 @@ def worst_classes(table: dict, min_gap: float, alpha: float = 0.05, top: int = 3
 
 
 def share_changes(table: dict, alpha: float = 0.05, ratio: float = 2.0) -> list[dict]:
-    """Classes over- or under-represented in test relative to train: the share moved by more than `ratio` and a
-    two-sided binomial test of the test count against the training share rejects at alpha / K (Bonferroni);
-    classes expected fewer than MIN_CLASS_COUNT times in test are not tested. Each: {name, train_share, test_count,
-    test_n, p_value, level}."""
+    """Classes over- or under-represented in test relative to train, by the one rule at alpha / K (Bonferroni over
+    the K classes): the ratio of a class's test share to its training share is confirmed beyond `ratio` either way
+    (its two-sided 1 - 2 alpha / K interval lies above `ratio` or below 1 / `ratio`). The interval is the exact
+    conditional one for a ratio of two rates: given the class's count in both splits, its test count is binomial
+    (scipy's binomtest, Clopper-Pearson), conservative for shares, whose counts vary less than Poisson ones; its
+    p-value is that test of equal shares. Classes expected fewer than MIN_CLASS_COUNT times in test are not tested.
+    Each: {name, train_count, train_n, test_count, test_n, train_share, ratio, low, high, p_value, level}."""
     from scipy.stats import binomtest
 
     k = len(table["class_names"])
-    n_test = int(np.sum(table["test_count"]))
+    train_counts, test_counts = np.asarray(table["train_count"]), np.asarray(table["test_count"])
+    n_train, n_test = int(train_counts.sum()), int(test_counts.sum())
+    if not n_train or not n_test:
+        return []
+    odds = n_train / n_test  # a test share p of the pooled count is a ratio p / (1 - p) x odds of the two shares
     out = []
-    for name, tr, te, count in zip(table["class_names"], table["train_share"], table["test_share"],
-                                   table["test_count"]):
-        if tr <= 0 or tr * n_test < MIN_CLASS_COUNT or 1 / ratio <= te / tr <= ratio:
+    for name, c_train, c_test in zip(table["class_names"], train_counts.tolist(), test_counts.tolist()):
+        if c_train * n_test / n_train < MIN_CLASS_COUNT:
             continue
-        p = float(binomtest(int(count), n_test, float(tr)).pvalue)
-        if p < alpha / k:
-            out.append({"name": name, "train_share": float(tr), "test_count": int(count), "test_n": n_test,
-                        "p_value": p, "level": alpha / k})
+        test = binomtest(int(c_test), int(c_train + c_test), n_test / (n_train + n_test))
+        ci = test.proportion_ci(confidence_level=1 - 2 * alpha / k, method="exact")
+        low, high = (p / (1 - p) * odds if p < 1 else math.inf for p in (ci.low, ci.high))
+        if low > ratio or high < 1 / ratio:
+            out.append({"name": name, "train_count": int(c_train), "train_n": n_train, "test_count": int(c_test),
+                        "test_n": n_test, "train_share": c_train / n_train,
+                        "ratio": (c_test / n_test) / (c_train / n_train), "low": low, "high": high,
+                        "p_value": float(test.pvalue), "level": alpha / k})
     return out
 
 

@@ -420,10 +420,21 @@ def test_per_class_errors_and_share_changes_need_significance():
     assert evidence.worst_classes(small, 0.05) == []
     table["test_wrong"] = np.array([16, 3])  # 5% -> 8%: not more than the tolerance
     assert evidence.worst_classes(table, 0.05) == []
-    shares = {"class_names": ["a", "b", "c"], "train_share": np.array([0.4, 0.4, 0.2]),
-              "test_share": np.array([0.6, 0.3, 0.1]), "test_count": np.array([60, 30, 10])}
+    shares = {"class_names": ["a", "b", "c"], "train_count": np.array([400, 400, 200]),
+              "test_count": np.array([60, 30, 10])}
     assert evidence.share_changes(shares) == []  # c halved, but 10 of 100 against 20 expected is not significant
-    shares.update(test_share=np.array([0.55, 0.44, 0.01]), test_count=np.array([550, 440, 10]))
+    shares["test_count"] = np.array([550, 440, 10])
+    (c,) = evidence.share_changes(shares)  # c: 20% -> 1%, a ratio of 0.05 confirmed below 1/2
+    assert c["name"] == "c" and c["ratio"] == pytest.approx(0.05) and c["low"] < 0.05 < c["high"] < 0.5
+    assert c["p_value"] < c["level"] == pytest.approx(0.05 / 3)
+    # the one rule, not a significant change: 20% -> 13.5% of 1000 is significant (p ~ 1e-7) but a ratio of 0.68
+    # is not beyond 2x; 20% -> 8.5% (x0.43) is not confirmed beyond it either (its interval reaches past 1/2)
+    shares["test_count"] = np.array([465, 400, 135])
+    assert evidence.share_changes(shares) == []
+    shares["test_count"] = np.array([515, 400, 85])
+    assert evidence.share_changes(shares) == []
+    # a class that vanished from test is confirmed (the exact interval needs no count in it)
+    shares["test_count"] = np.array([600, 400, 0])
     assert [c["name"] for c in evidence.share_changes(shares)] == ["c"]
 
 
@@ -444,7 +455,8 @@ def test_per_class_evidence_of_a_shift_gives_each_rate_with_its_interval_and_the
                      r"\d+ on test", classes), classes
     assert shift.stats["classes"][0]["name"] == "0" and shift.stats["classes"][0]["p_value"] < 0.01
     shares = next(e for e in shift.evidence if e.startswith("classes over/under-represented"))
-    assert re.search(r"3: 2\d\.\d% of the training samples -> \d\.\d% \[\d\.\d, \d\.\d\] of the 600 test samples", shares), shares
+    assert re.search(r"3: 2\d\.\d% \[\d+\.\d, \d+\.\d\] of the \d+ training samples -> \d\.\d% \[\d\.\d, \d\.\d\] of "
+                     r"the 600 test samples \(its share x0\.0\d+, 98\.8% interval \[0\.0\d+, 0\.\d+\]\)", shares), shares
     assert [c["name"] for c in shift.stats["shares"]] == ["3"]
 
 
