@@ -136,16 +136,16 @@ def test_signal_saves_a_checkpoint_and_a_partial_report(tmp_path, sig):
 def test_a_signal_before_training_says_nothing_was_saved(tmp_path, sig):
     """While the data loads (made slow here, as a big dataset is), a signal stops dlrun at once: one line that does
     not claim a checkpoint, no traceback, and 128 + the signal number."""
-    run_dir = tmp_path / "run"
-    code = ("import sys, time; import dlrun.data as d; d.load = lambda *a, **k: time.sleep(120); "
+    run_dir, loading = tmp_path / "run", tmp_path / "loading"
+    code = ("import pathlib, sys, time; import dlrun.data as d; "
+            f"d.load = lambda *a, **k: (pathlib.Path({str(loading)!r}).touch(), time.sleep(120)); "
             f"sys.argv = ['dlrun', 'hydra.run.dir={run_dir}', *{FAST!r}]; from dlrun.cli import main; main()")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
-    while not (run_dir / ".hydra" / "overrides.yaml").exists():  # Hydra has set up the run: the job is starting
+    while not loading.exists():  # the data is loading: the run has started, and nothing has trained
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
-    time.sleep(1.0)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, err
