@@ -90,6 +90,12 @@ class _AfterTheRun:
         self.sweep_dir, self.job, self.signal = sweep_dir, job, held
         self.run_dir = run_dir
 
+    def jobs_ended(self, sweep_dir: Path) -> None:
+        """A sweep's jobs have all ended and its summary is next (the sweep callback). With a basic launcher the last
+        job's hold is on already; with joblib or Slurm the jobs ran in other processes, and the hold starts here."""
+        if self.run_dir is None:
+            self.run_dir, self.sweep_dir, self.job = sweep_dir, sweep_dir, None
+
     def next_job(self) -> int | None:
         """A sweep's next job starts: the signal held since the last one ended, and no hold from now on."""
         self.run_dir = None  # first: from here a signal stops this job at once
@@ -124,13 +130,19 @@ class _AfterTheRun:
                  f"{LAST_SUMMARY['sweep_dir']}/summary.html")
         else:
             resume = sweep_resume_command(sys.argv[1:], self.sweep_dir)
-            _say(f"dlrun: exit {code}: {name} came after job {self.job} had ended, before the sweep's summary was "
+            ended = f"job {self.job}" if self.job is not None else "the sweep's last job"
+            _say(f"dlrun: exit {code}: {name} came after {ended} had ended, before the sweep's summary was "
                  f"written: dlrun-summary {shlex.quote(str(self.sweep_dir))} writes it from the jobs so far; to "
                  f"continue the sweep (finished jobs are skipped): {resume}")
         sys.exit(code)
 
 
 _finished = _AfterTheRun()
+
+
+def hold_signals_after_jobs(sweep_dir: Path) -> None:
+    """The sweep callback's: its jobs have ended, a signal is held while their summary is written."""
+    _finished.jobs_ended(sweep_dir)
 
 
 def _signal_name(signum: int) -> str:

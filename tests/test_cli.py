@@ -309,6 +309,26 @@ def test_a_second_signal_while_a_sweeps_summary_is_written_says_how_to_write_it(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("signals,said", [
+    ("SIGINT", "came after the sweep's last job had ended; its summary is complete: {sweep}/summary.html"),
+    ("SIGINT,SIGINT", "came after the sweep's last job had ended, before the sweep's summary was written: "
+                      "dlrun-summary {sweep} writes it"),
+])
+def test_a_signal_while_a_joblib_sweep_writes_its_summary_says_the_jobs_had_ended(tmp_path, signals, said):
+    """The jobs ran in joblib's processes: the summary holds a signal in the sweep's own process too (it used to say
+    "stopped at once ... each job keeps its last checkpoint", of jobs that had all finished)."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    sweep = tmp_path / "sweep"
+    done = _dlrun_signalled_at("dlrun.sweep.callback:write_summary", signals,
+                               [*SWEEP, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"],
+                               tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert f"dlrun: exit 130: Ctrl-C {said.format(sweep=sweep)}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "stopped at once" not in done.stderr
+    assert (sweep / "summary.json").exists() == (signals == "SIGINT")
+
+
+@pytest.mark.slow
 def test_a_signal_between_two_jobs_stops_the_sweep_before_the_next(tmp_path):
     """SIGTERM just after job 0's report: job 0 stays finished, job 1 does not start, and the line says how to
     continue the sweep or summarize it."""

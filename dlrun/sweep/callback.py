@@ -88,10 +88,12 @@ class SweepSummary(Callback):
                                 list(config.hydra.overrides.task))
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        from dlrun.cli import hold_signals_after_jobs
         from dlrun.report import background
 
-        background.shutdown()  # every job's plots and report.html are written before the summary links them
         sweep_dir = Path(config.hydra.sweep.dir)
+        hold_signals_after_jobs(sweep_dir)  # a signal from here is held until the summary is written (cli.py)
+        background.shutdown()  # every job's plots and report.html are written before the summary links them
         if not sweep_dir.is_dir():
             return
         summary = write_summary(sweep_dir)
