@@ -747,8 +747,11 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
         return (f"focus: none named ({listed}): no usable relation between the inputs and the outputs shows in these "
                 "data (the underfitting finding), and Ng's terms assume something to learn: check the data first")
     if focus:
-        return (f"focus: {focus.replace('_', ' ')} is the largest term ({listed}): work on it first (Ng): "
-                f"{decomposition.get('focus_advice') or focus_advice(focus, fired_with_actions or set())}"
+        finding = FOCUS_FINDING.get(focus)
+        unconfirmed = "" if finding in (fired_with_actions or set()) else \
+            f", not confirmed beyond the tolerance (the {finding.replace('_', ' ')} finding did not fire)"
+        return (f"focus: {focus.replace('_', ' ')} is the largest term ({listed}){unconfirmed}: work on it first "
+                f"(Ng): {decomposition.get('focus_advice') or focus_advice(focus, fired_with_actions or set())}"
                 + ("; the test split's own gap is the distribution-shift finding" if shift_detected else "")
                 + (f"; {why}" if why and focus == "avoidable_bias" else ""))
     if decomposition.get("focus_undetermined"):

@@ -292,7 +292,7 @@ def _focus_sentence(decomposition: dict, percent: bool, fired: set[str] = frozen
 
 
 def _focus_words(decomposition: dict, percent: bool, fired: set[str]) -> str:
-    from dlrun.report.diagnosis import focus_advice, range_ends
+    from dlrun.report.diagnosis import FOCUS_FINDING, focus_advice, range_ends
 
     focus = decomposition.get("focus")
     intervals = decomposition.get("intervals") or {}
@@ -314,13 +314,17 @@ def _focus_words(decomposition: dict, percent: bool, fired: set[str]) -> str:
         return ("Ng's decomposition names no focus: no term is confirmed above 0, nothing these splits can show to "
                 "work on.")
     if focus == "avoidable_bias" and decomposition.get("avoidable_bias") is None and bias_range:
-        amount = f" (at least {range_ends(decomposition, percent)[0]}, the largest"
+        size = f"at least {range_ends(decomposition, percent)[0]}"
     else:
-        amount = f" ({_with_interval(decomposition.get(focus), intervals.get(focus), percent)}, the largest"
+        size = _with_interval(decomposition.get(focus), intervals.get(focus), percent)
     shift = ("; the gap from validation to test is the distribution-shift finding's (see its next runs)"
              if "distribution_shift" in fired else "")
     advice = decomposition.get("focus_advice") or focus_advice(focus, fired)
-    return f"Work first on {_label(focus)}{amount} of Ng's error terms): {advice}{shift}."
+    finding = FOCUS_FINDING.get(focus)
+    if finding is not None and finding not in fired:  # the term is not confirmed beyond the tolerance: advice only
+        return (f"Largest of Ng's error terms: {_label(focus)} ({size}), not confirmed beyond the tolerance (the "
+                f"{_label(finding)} finding did not fire); to lower it, work on it first: {advice}{shift}.")
+    return f"Work first on {_label(focus)} ({size}, the largest of Ng's error terms): {advice}{shift}."
 
 
 def first_action(report: dict) -> dict | None:

@@ -164,10 +164,29 @@ def test_the_focus_sentence_points_at_the_shift_finding_when_it_fired():
     from dlrun.report.render import _focus_sentence
 
     decomposition = {"focus": "variance", "variance": 0.022, "intervals": {"variance": [0.011, 0.043]}}
-    plain = _focus_sentence(decomposition, True, set())
+    plain = _focus_sentence(decomposition, True, {"overfitting"})
     assert plain.startswith("Work first on variance") and "distribution-shift" not in plain
     assert "the gap from validation to test is the distribution-shift finding's" in _focus_sentence(
-        decomposition, True, {"distribution_shift"})
+        decomposition, True, {"overfitting", "distribution_shift"})
+
+
+def test_a_focus_its_finding_did_not_confirm_is_advice_not_an_order():
+    """No finding fired, so the first command is 'None to run': the focus must not say 'Work first on' a term that
+    is not confirmed beyond the tolerance."""
+    from dlrun.report.diagnosis import focus_note
+    from dlrun.report.render import _focus_sentence
+
+    decomposition = {"focus": "variance", "variance": 0.022, "intervals": {"variance": [0.011, 0.043]},
+                     "avoidable_bias": 0.01, "focus_advice": "more regularisation, more data"}
+    sentence = _focus_sentence(decomposition, True, set())
+    assert sentence.startswith("Largest of Ng's error terms: variance (2.2% [1.1, 4.3]), not confirmed beyond the "
+                               "tolerance (the overfitting finding did not fire); to lower it, work on it first: more "
+                               "regularisation, more data"), sentence
+    assert "Work first" not in sentence
+    note = focus_note(decomposition, "zero", "classification", fired_with_actions=set())
+    assert "not confirmed beyond the tolerance (the overfitting finding did not fire)" in note, note
+    assert "not confirmed" not in focus_note(decomposition, "zero", "classification",
+                                             fired_with_actions={"overfitting"})
 
 
 def test_a_no_signal_verdict_heads_with_the_held_out_numbers_it_was_judged_on():
