@@ -285,6 +285,7 @@ class Reference:
     n: Optional[int] = None  # the rows behind a linear model's error (classification: its own uncertainty)
     source: Optional[str] = None  # the baselines entry it is (its interval is baseline_intervals' entry)
     squared_errors: Optional[np.ndarray] = None  # regression: a linear model's, behind its RMSE (its uncertainty)
+    fitted: Optional[tuple[np.ndarray, np.ndarray]] = None  # a linear model's training rows: (targets, predictions)
 
 
 def _memorised(task: str, tol: float, baselines: dict, evaluation: Any, alpha: float) -> bool:
@@ -323,8 +324,10 @@ def reference(task: str, tol: float, target_error: Optional[float], baselines: d
                          simple_val_n, "simple_val_error",
                          _squared_errors(task, evaluation.splits["val"].y_true, baselines.get("simple_val_pred")))
     if simple is not None and math.isfinite(simple):
+        fit_true, fit_pred = baselines.get("simple_fit_true"), baselines.get("simple_fit_pred")
         return Reference(simple, "a linear model's training error", "linear", simple_n, "simple_train_error",
-                         _squared_errors(task, baselines.get("simple_fit_true"), baselines.get("simple_fit_pred")))
+                         _squared_errors(task, fit_true, fit_pred),
+                         (fit_true, fit_pred) if fit_true is not None and fit_pred is not None else None)
     return Reference(0.0, "zero", "zero")
 
 
@@ -337,9 +340,16 @@ def _squared_errors(task: str, truth: Any, pred: Any) -> Optional[np.ndarray]:
 
 def excess_interval(evaluation: Any, ref: Reference, confidence: float) -> tuple[float, float]:
     """Two-sided interval of (training error - reference): the reference is exact when the user gave it (or it is
-    0); a linear model's error is itself an estimate from its own rows: classification, Newcombe's interval over
-    both; regression, a bootstrap of the RMSE difference over both samples of squared errors (in target units)."""
+    0); a linear model's error is itself an estimate from its own rows. When it was fitted on the training rows
+    themselves (all of them, in order: up to 5000), the two models are compared on the same samples, paired
+    (stats.paired_error_difference: McNemar's exact interval, or a paired bootstrap of the RMSE difference); else
+    classification takes Newcombe's interval over both samples, regression a bootstrap of the RMSE difference over
+    both samples of squared errors (in target units)."""
     train = evaluation.splits["train"]
+    if ref.kind == "linear" and _same_rows(ref.fitted, train):
+        paired = stats.paired_error_difference(evaluation.task, train.y_true, ref.fitted[1], train.y_pred,
+                                               confidence=confidence)
+        return tuple(paired["interval"])
     if evaluation.task == "classification":
         train_errors = int(round(train.error * train.n))
         if ref.kind == "linear" and ref.n:
@@ -352,6 +362,14 @@ def excess_interval(evaluation: Any, ref: Reference, confidence: float) -> tuple
         return stats.rmse_diff_interval(ref.squared_errors, sq, confidence=confidence)
     low, high = stats.model_error_interval("regression", train.y_true, train.y_pred, confidence)
     return low - ref.value, high - ref.value
+
+
+def _same_rows(fitted: Optional[tuple[np.ndarray, np.ndarray]], train: Any) -> bool:
+    """Whether a linear model's fitted rows are the training split's, in the same order (its targets are)."""
+    if fitted is None or train.y_true is None or len(fitted[0]) != len(train.y_true):
+        return False
+    return bool(np.allclose(np.asarray(fitted[0], dtype=np.float64), np.asarray(train.y_true, dtype=np.float64),
+                            rtol=1e-5, atol=1e-8))
 
 
 def decompose(fig: dict[str, _Figure], target_error: Optional[float], achievable: Optional[float] = None,

@@ -569,6 +569,37 @@ def test_a_regressions_decomposition_is_in_the_targets_units_with_intervals():
     assert both["interval"][0] < both["size"] < both["interval"][1]
 
 
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_the_excess_over_a_linear_model_fitted_on_the_training_rows_is_paired(task):
+    """A linear model fitted on the training split itself (all of it, in order) errs on the same samples as the
+    network: the excess is a paired difference (McNemar's exact interval, a paired bootstrap of the RMSE), not two
+    independent samples'; on other rows (a subsample, or other targets) it stays unpaired."""
+    from dlrun.report import stats
+    from dlrun.report.diagnosis import Reference, excess_interval
+
+    r = np.random.default_rng(1)
+    y = r.integers(0, K, 1000) if task == "classification" else r.normal(0, 50, 1000)
+    if task == "classification":  # the network errs on the linear model's hard samples, and on a few more
+        hard = r.random(1000) < 0.1
+        linear, net = np.where(hard, (y + 1) % K, y), np.where(hard | (r.random(1000) < 0.05), (y + 1) % K, y)
+    else:
+        noise = r.normal(0, 10, 1000)
+        linear, net = y + noise, y + 1.2 * noise
+    error = float(np.mean(net != y)) if task == "classification" else float(np.sqrt(np.mean((net - y) ** 2)))
+    train = SplitEvaluation(loss=1.0, error=error, n=1000, y_true=y, y_pred=net, sample_loss=np.zeros(1000))
+    evaluation = Evaluation(task, {"train": train})
+    lin_error = stats.model_error(task, y, linear)
+    sq = (linear - y) ** 2 if task == "regression" else None
+    same = Reference(lin_error, "a linear model's training error", "linear", 1000, "simple_train_error", sq, (y, linear))
+    paired = excess_interval(evaluation, same, 0.95)
+    assert list(paired) == stats.paired_error_difference(task, y, linear, net, confidence=0.95)["interval"]
+    assert paired[0] < error - lin_error < paired[1]
+    other = Reference(lin_error, same.name, "linear", 1000, "simple_train_error", sq, (y[::-1], linear[::-1]))
+    unpaired = excess_interval(evaluation, other, 0.95)  # the rows in another order: not the same samples
+    assert unpaired[0] < error - lin_error < unpaired[1]
+    assert paired[1] - paired[0] < 0.5 * (unpaired[1] - unpaired[0])  # the pairing removes the shared part
+
+
 def test_a_linear_model_that_does_better_on_the_same_validation_samples_is_said_once_where_it_belongs():
     evaluation = _evaluation(train=0.07, val=0.10)
     y_val = evaluation.splits["val"].y_true
