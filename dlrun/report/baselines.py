@@ -8,7 +8,8 @@ from dlrun.report import stats
 
 log = logging.getLogger(__name__)
 
-IN_MEMORY = ("target_scale", "simple_val_pred", "simple_fit_true", "simple_fit_pred")  # not for report.json
+IN_MEMORY = ("target_scale", "simple_val_pred", "simple_train_dev_pred", "simple_fit_true",
+             "simple_fit_pred")  # not for report.json
 
 
 def baselines_for(splits, max_train: int = 5000) -> dict:
@@ -17,7 +18,9 @@ def baselines_for(splits, max_train: int = 5000) -> dict:
     Regression figures are RMSE in the targets' units, like the network's. The IN_MEMORY entries are not written to
     report.json: the linear model's validation predictions (`simple_val_pred`, for the paired comparisons with the
     network and with chance) and its fitted rows' targets and predictions (`simple_fit_true`, `simple_fit_pred`,
-    for its training error's interval).
+    for its training error's interval). With a train-dev split, its error there too (`simple_train_dev_error`,
+    `_n`, `_pred`): held-out rows of the training distribution, which tell whether it memorised its rows when
+    validation comes from elsewhere.
     """
     y_train = _target(splits, splits.train)
     y_val = _target(splits, splits.val)
@@ -26,8 +29,15 @@ def baselines_for(splits, max_train: int = 5000) -> dict:
     out = {"chance_error": stats.chance_error(y_train, y_val, splits.task), "target_scale": splits.target_scale}
     try:
         predictions: dict = {}
-        errors = stats.simple_baseline_errors(x_train, y_train, {"val": (x_val, y_val)}, splits.task,
+        evals = {"val": (x_val, y_val)}
+        dev = getattr(splits, "train_dev", None)
+        if dev is not None and len(dev):
+            evals["train_dev"] = (dev.x.numpy(), _target(splits, dev))
+        errors = stats.simple_baseline_errors(x_train, y_train, evals, splits.task,
                                               max_train=max_train, predictions=predictions)
+        if "train_dev" in errors:
+            out["simple_train_dev_error"], out["simple_train_dev_n"] = errors["train_dev"], len(dev)
+            out["simple_train_dev_pred"] = predictions["train_dev"]
         out["simple_val_pred"] = predictions["val"]
         out["simple_fit_true"], out["simple_fit_pred"] = predictions["fitted_true"], predictions["fitted"]
         # its training error on the rows it was fitted on (at most max_train): past them it would be held-out error

@@ -288,25 +288,37 @@ class Reference:
     fitted: Optional[tuple[np.ndarray, np.ndarray]] = None  # a linear model's training rows: (targets, predictions)
 
 
+def _linear_held_out(baselines: dict, evaluation: Any) -> tuple[str, Optional[float], Optional[int], Any, Any]:
+    """(split, error, n, targets, predictions) of the linear model on held-out rows of the training distribution:
+    the train-dev split when there is one (validation may come from elsewhere: its error would be data mismatch,
+    not memorisation), else validation."""
+    split = "train_dev" if baselines.get("simple_train_dev_error") is not None and evaluation is not None \
+        and "train_dev" in evaluation.splits else "val"
+    truth = evaluation.splits[split].y_true if evaluation is not None and split in evaluation.splits else None
+    return (split, baselines.get(f"simple_{split}_error"), baselines.get(f"simple_{split}_n"), truth,
+            baselines.get(f"simple_{split}_pred"))
+
+
 def _memorised(task: str, tol: float, baselines: dict, evaluation: Any, alpha: float) -> bool:
-    """The linear model memorised its training rows, by the one rule: its validation error exceeds its training
-    error by more than the tolerance with confidence 1 - alpha (Newcombe's interval; regression: a bootstrap of the
-    RMSE difference, in units of the targets' std). False when its predictions are not there to tell."""
+    """The linear model memorised its training rows, by the one rule: its error on held-out rows of the training
+    distribution (_linear_held_out: train-dev, else validation) exceeds its training error by more than the
+    tolerance with confidence 1 - alpha (Newcombe's interval; regression: a bootstrap of the RMSE difference, in
+    units of the targets' std). False when its predictions are not there to tell."""
     simple, simple_n = baselines.get("simple_train_error"), baselines.get("simple_train_n")
-    simple_val, simple_val_n = baselines.get("simple_val_error"), baselines.get("simple_val_n")
-    if simple is None or not math.isfinite(simple) or simple_val is None or not simple_val_n or not simple_n:
+    _, held, held_n, truth, pred = _linear_held_out(baselines, evaluation)
+    if simple is None or not math.isfinite(simple) or held is None or not held_n or not simple_n:
         return False
     if task == "classification":
         low, _ = stats.rate_diff_interval(int(round(simple * simple_n)), simple_n,
-                                          int(round(simple_val * simple_val_n)), simple_val_n, confidence=1 - 2 * alpha)
+                                          int(round(held * held_n)), held_n, confidence=1 - 2 * alpha)
         return math.isfinite(low) and low > tol
     if evaluation is None:
         return False
     sq_fit = _squared_errors(task, baselines.get("simple_fit_true"), baselines.get("simple_fit_pred"))
-    sq_val = _squared_errors(task, evaluation.splits["val"].y_true, baselines.get("simple_val_pred"))
-    if sq_fit is None or sq_val is None:
+    sq_held = _squared_errors(task, truth, pred)
+    if sq_fit is None or sq_held is None:
         return False
-    low, _ = stats.rmse_diff_interval(sq_fit, sq_val, confidence=1 - 2 * alpha)
+    low, _ = stats.rmse_diff_interval(sq_fit, sq_held, confidence=1 - 2 * alpha)
     return math.isfinite(low) and low / float(baselines.get("target_scale", 1.0)) > tol
 
 
@@ -314,15 +326,15 @@ def reference(task: str, tol: float, target_error: Optional[float], baselines: d
               alpha: float = 0.05) -> Reference:
     """The underfitting verdict's reference, and the decomposition's: the user's target, else what a linear model
     reaches, else 0. A linear model that memorised its training rows (_memorised: few rows, many inputs) says little
-    about what is achievable: its validation error is used, and named so."""
+    about what is achievable: its held-out error (train-dev's, else validation's) is used, and named so."""
     simple, simple_n = baselines.get("simple_train_error"), baselines.get("simple_train_n")
-    simple_val, simple_val_n = baselines.get("simple_val_error"), baselines.get("simple_val_n")
     if target_error is not None:
         return Reference(float(target_error), "the target error (report.target_error)", "target")
     if _memorised(task, tol, baselines, evaluation, alpha):
-        return Reference(simple_val, "a linear model's validation error (it memorised its training rows)", "linear",
-                         simple_val_n, "simple_val_error",
-                         _squared_errors(task, evaluation.splits["val"].y_true, baselines.get("simple_val_pred")))
+        split, held, held_n, truth, pred = _linear_held_out(baselines, evaluation)
+        where = "train-dev" if split == "train_dev" else "validation"
+        return Reference(held, f"a linear model's {where} error (it memorised its training rows)", "linear",
+                         held_n, f"simple_{split}_error", _squared_errors(task, truth, pred))
     if simple is not None and math.isfinite(simple):
         fit_true, fit_pred = baselines.get("simple_fit_true"), baselines.get("simple_fit_pred")
         return Reference(simple, "a linear model's training error", "linear", simple_n, "simple_train_error",
@@ -571,7 +583,9 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     decomposition["focus_advice"] = focus_advice(decomposition["focus"], fired, settings) \
         if decomposition["focus"] else None  # with the run's settings, which report.json does not keep
     decomposition["signal_unconfirmed"] = bool(under.stats.get("signal_unconfirmed"))  # the focus sentence says so
-    notes.insert(0, focus_note(decomposition, ref.name, task, shift.detected, fired))
+    notes.insert(0, focus_note(decomposition, ref.name, task, shift.detected, fired,
+                               {name for name, f in {"underfitting": under, "overfitting": over,
+                                                     "data_mismatch": mismatch}.items() if f.detected}))
     _drop_repeated_commands([under, over, mismatch, shift], overrides, settings)
     return Diagnosis(underfitting=under, overfitting=over, distribution_shift=shift, data_mismatch=mismatch,
                      decomposition=decomposition, notes=notes, shift_tests=tests, per_class=_jsonable(table),
@@ -741,8 +755,9 @@ def _decomposition_intervals(fig: dict[str, _Figure], evaluation: Any, ref: Refe
 
 
 def focus_note(decomposition: dict, reference_name: str, task: str, shift_detected: bool = False,
-               fired_with_actions: Optional[set[str]] = None) -> str:
-    """The decomposition's own words: the focus and why, or why there is none."""
+               fired_with_actions: Optional[set[str]] = None, detected: Optional[set[str]] = None) -> str:
+    """The decomposition's own words: the focus and why, or why there is none. `detected`: the findings that fired
+    (by default those with next runs, `fired_with_actions`)."""
     intervals = decomposition.get("intervals") or {}
     terms = [("variance", "variance"), ("data mismatch", "data_mismatch")]
     listed = ", ".join(f"{name} {_pct_in(decomposition[key], intervals.get(key), task)}" for name, key in terms
@@ -766,7 +781,14 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
                 "data (the underfitting finding), and Ng's terms assume something to learn: check the data first")
     if focus:
         finding = FOCUS_FINDING.get(focus)
-        unconfirmed = "" if finding in (fired_with_actions or set()) else \
+        fired = fired_with_actions or set()
+        detected = fired if detected is None else detected
+        if finding in detected and finding not in fired and "underfitting" in fired:
+            return (f"focus: {focus.replace('_', ' ')} is the largest term ({listed}); the "
+                    f"{finding.replace('_', ' ')} finding's next runs wait until the training error is fixed (they "
+                    "would raise it): the underfitting finding's next runs first"
+                    + ("; the test split's own gap is the distribution-shift finding" if shift_detected else ""))
+        unconfirmed = "" if finding in detected else \
             f", not confirmed beyond the tolerance (the {finding.replace('_', ' ')} finding did not fire)"
         return (f"focus: {focus.replace('_', ' ')} is the largest term ({listed}){unconfirmed}: work on it first "
                 f"(Ng): {decomposition.get('focus_advice') or focus_advice(focus, fired_with_actions or set())}"
@@ -812,12 +834,14 @@ def chance_predictions(evaluation: Any) -> np.ndarray:
 
 def baseline_intervals(evaluation: Any, baselines: dict, confidence: float) -> dict[str, list[float]]:
     """The two-sided `confidence` interval of each baseline error: chance's and a linear model's on the validation
-    samples, the linear model's training error on the rows it was fitted on (stats.model_error_interval); a baseline
+    samples (and the linear model's on train-dev's), the linear model's training error on the rows it was fitted on (stats.model_error_interval); a baseline
     without its predictions (or not computed) has none."""
-    val = evaluation.splits["val"]
+    val, dev = evaluation.splits["val"], evaluation.splits.get("train_dev")
     sources = {"chance_error": (val.y_true, chance_predictions(evaluation)),
                "simple_train_error": (baselines.get("simple_fit_true"), baselines.get("simple_fit_pred")),
-               "simple_val_error": (val.y_true, baselines.get("simple_val_pred"))}
+               "simple_val_error": (val.y_true, baselines.get("simple_val_pred")),
+               "simple_train_dev_error": (dev.y_true if dev is not None else None,
+                                          baselines.get("simple_train_dev_pred"))}
     out = {}
     for key, (truth, pred) in sources.items():
         if baselines.get(key) is not None and truth is not None and pred is not None and 0 < len(truth) == len(pred):

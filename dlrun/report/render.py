@@ -14,7 +14,7 @@ import math
 import shlex
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -281,17 +281,19 @@ def _joined(words: list[str], last: str) -> str:
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
 
 
-def _focus_sentence(decomposition: dict, percent: bool, fired: set[str] = frozenset()) -> str:
+def _focus_sentence(decomposition: dict, percent: bool, fired: set[str] = frozenset(),
+                    detected: Optional[set[str]] = None) -> str:
     """Ng's focus: the largest of avoidable bias, variance and data mismatch, what to work on first; or why the
     decomposition names none. When no signal is confirmed either way (a note), that comes first."""
-    sentence = _focus_words(decomposition, percent, fired)
+    sentence = _focus_words(decomposition, percent, fired, fired if detected is None else detected)
     if decomposition.get("signal_unconfirmed"):
         sentence += (" Before that: neither the network nor a linear model is confirmed to beat chance (see the "
                      "notes): check the data first.")
     return sentence
 
 
-def _focus_words(decomposition: dict, percent: bool, fired: set[str]) -> str:
+def _focus_words(decomposition: dict, percent: bool, fired: set[str], detected: set[str]) -> str:
+    """`fired`: the findings that fired with next runs (the focus then points at them); `detected`: all that fired."""
     from dlrun.report.diagnosis import FOCUS_FINDING, focus_advice, range_ends
 
     focus = decomposition.get("focus")
@@ -321,7 +323,10 @@ def _focus_words(decomposition: dict, percent: bool, fired: set[str]) -> str:
              if "distribution_shift" in fired else "")
     advice = decomposition.get("focus_advice") or focus_advice(focus, fired)
     finding = FOCUS_FINDING.get(focus)
-    if finding is not None and finding not in fired:  # the term is not confirmed beyond the tolerance: advice only
+    if finding is not None and finding in detected and finding not in fired and "underfitting" in fired:
+        return (f"Largest of Ng's error terms: {_label(focus)} ({size}); the {_label(finding)} finding's next runs "
+                f"wait until the training error is fixed: first, the underfitting finding's next runs{shift}.")
+    if finding is not None and finding not in detected:  # not confirmed beyond the tolerance: advice only
         return (f"Largest of Ng's error terms: {_label(focus)} ({size}), not confirmed beyond the tolerance (the "
                 f"{_label(finding)} finding did not fire); to lower it, work on it first: {advice}{shift}.")
     return f"Work first on {_label(focus)} ({size}, the largest of Ng's error terms): {advice}{shift}."
@@ -361,7 +366,8 @@ def _context(report: dict) -> dict:
         "unit": "error" if percent else "RMSE",
         "glance": {"verdict": _verdict_sentence(findings), "focus": _focus_sentence(decomposition, percent,
                                                             {name for name, f in findings.items()
-                                                             if f["detected"] and f["actions"]}),
+                                                             if f["detected"] and f["actions"]},
+                                                            {name for name, f in findings.items() if f["detected"]}),
                    "first": first},
         "fired": fired, "quiet": [_label(name) for name, f in findings.items() if not f["detected"]],
         "notes": [n for n in notes if n not in focus_notes], "focus_notes": focus_notes,
@@ -462,7 +468,8 @@ def _baselines_sentence(baselines: dict, percent: bool) -> str:
                      + _with_interval(baselines["chance_error"], intervals.get("chance_error"), percent)
                      + " on validation")
     linear = [f"{_with_interval(baselines[key], intervals.get(key), percent)} on {where}" for key, where in
-              (("simple_train_error", "the training data"), ("simple_val_error", "validation"))
+              (("simple_train_error", "the training data"), ("simple_train_dev_error", "train-dev"),
+               ("simple_val_error", "validation"))
               if baselines.get(key) is not None]
     if linear:
         parts.append("a linear model " + ", ".join(linear))

@@ -753,6 +753,28 @@ def test_a_linear_model_that_memorised_its_rows_is_not_the_reference():
                      baselines={**honest, "simple_train_n": 1000}).underfitting.detected
 
 
+def test_with_a_train_dev_split_memorising_is_judged_on_train_dev_not_on_a_validation_from_elsewhere():
+    """Validation from another source (dataset.val_from): the linear model's 69% there is data mismatch, not
+    memorisation; on train-dev (the training distribution) it errs 5%, so its training error stays the reference
+    and a network at 15% on the training data underfits."""
+    evaluation = _evaluation(train=0.15, val=0.70, test=0.70, n=(800, 500, 500), dev=0.16)
+    dev = evaluation.splits["train_dev"]
+    mismatched = {**BASE, "simple_train_error": 0.001, "simple_train_n": 800, "simple_val_error": 0.69,
+                  "simple_val_n": 500, "simple_train_dev_error": 0.05, "simple_train_dev_n": dev.n,
+                  "simple_train_dev_pred": _guesses(dev.y_true, 0.05, seed=5)}
+    d = _diagnose(evaluation, baselines=mismatched)
+    assert d.underfitting.stats["reference_name"] == "a linear model's training error"
+    assert d.underfitting.detected and d.underfitting.severity == "severe"
+    assert "simple_train_dev_error" in d.baseline_intervals  # quoted with its interval in the baselines
+    # a linear model that does memorise shows it on train-dev too: its train-dev error is the reference, so named
+    memorising = {**mismatched, "simple_train_dev_error": 0.2,
+                  "simple_train_dev_pred": _guesses(dev.y_true, 0.2, seed=5)}
+    d = _diagnose(evaluation, baselines=memorising)
+    assert d.underfitting.stats["reference"] == 0.2
+    assert d.underfitting.stats["reference_name"] == "a linear model's train-dev error (it memorised its training rows)"
+    assert d.decomposition["achievable_interval"] == d.baseline_intervals["simple_train_dev_error"]
+
+
 def test_every_suggested_command_fits_the_runs_model_and_data():
     """A next run that dlrun would refuse is a wrong sentence: no model.activation for a model without one, no
     residual network or image augmentation for a table."""

@@ -187,6 +187,15 @@ def test_a_focus_its_finding_did_not_confirm_is_advice_not_an_order():
     assert "not confirmed beyond the tolerance (the overfitting finding did not fire)" in note, note
     assert "not confirmed" not in focus_note(decomposition, "zero", "classification",
                                              fired_with_actions={"overfitting"})
+    # a finding that fired has been confirmed, with next runs of its own or not (a command another finding gives)
+    assert "Work first on variance" in _focus_sentence(decomposition, True, set(), {"overfitting"})
+    assert "not confirmed" not in focus_note(decomposition, "zero", "classification", set(), set(), {"overfitting"})
+    # it fired, but its next runs wait for the underfitting's (they would raise the training error): say so
+    waiting = _focus_sentence(decomposition, True, {"underfitting"}, {"underfitting", "overfitting"})
+    assert waiting == ("Largest of Ng's error terms: variance (2.2% [1.1, 4.3]); the overfitting finding's next runs "
+                       "wait until the training error is fixed: first, the underfitting finding's next runs."), waiting
+    assert "wait until the training error is fixed" in focus_note(decomposition, "zero", "classification", False,
+                                                                  {"underfitting"}, {"underfitting", "overfitting"})
 
 
 def test_a_no_signal_verdict_heads_with_the_held_out_numbers_it_was_judged_on():

@@ -338,3 +338,21 @@ def test_paired_difference_in_regression_is_the_rmse_difference_with_a_bootstrap
     assert result["interval"][0] < result["difference"] < result["interval"][1] < 0 and result["confirmed"] == "lower"
     same = stats.paired_error_difference("regression", y, worse, worse + 1e-3 * rng.normal(size=400))
     assert same["confirmed"] is None and same["interval"][0] < 0 < same["interval"][1]
+
+
+def test_the_linear_baseline_is_measured_on_train_dev_when_the_run_has_one():
+    """Its train-dev error tells memorising from mismatch (diagnosis._linear_held_out); kept in memory, the
+    predictions, and in report.json, the error and its count."""
+    from dlrun import data
+    from dlrun.report.baselines import IN_MEMORY, baselines_for
+    from tests.conftest import make_config
+
+    cfg = make_config(split={"train_dev": 0.2})
+    splits = data.load(cfg.dataset, cfg.split, cfg.shift)
+    base = baselines_for(splits)
+    dev_y = splits.train_dev.y.numpy()
+    assert base["simple_train_dev_n"] == len(dev_y) > 0
+    assert base["simple_train_dev_error"] == pytest.approx(np.mean(base["simple_train_dev_pred"] != dev_y))
+    assert "simple_train_dev_pred" in IN_MEMORY and "simple_train_dev_error" not in IN_MEMORY
+    assert "simple_train_dev_error" not in baselines_for(data.load(make_config().dataset, make_config().split,
+                                                                  make_config().shift))
