@@ -1011,6 +1011,13 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     elif trend in ("oscillating", "diverged"):
         f.evidence.append(f"the training loss is {trend}: the learning rate is likely too big")
         f.actions += [lower_lr, less_reg] if regularised else [lower_lr]
+    elif trend == "falling" and history.stop_reason == "patience":  # more epochs alone would stop at the same one
+        patience = int(_get(settings, "early_stop.patience", 5))
+        f.evidence.append(f"the training loss was still falling when early stopping stopped the run (the validation "
+                          f"metric had not improved for {patience} epochs): the training data is not yet fitted")
+        more_patience = Action("train longer: more patience for early stopping",
+                               next_command(overrides, {"early_stop.patience": patience + max(patience, 5)}))
+        f.actions += [more_patience, raise_lr] + ([less_reg] if regularised else [])
     elif trend == "falling":
         f.evidence.append("the training loss was still falling at the last epoch: training stopped too early")
         f.actions += [longer, raise_lr] + ([less_reg] if regularised else [])

@@ -183,6 +183,14 @@ def test_underfitting_against_the_target_error_and_the_causes():
     d = _diagnose(_evaluation(train=0.3, val=0.31, test=0.31), history=_history(train_loss=falling, val_loss=falling,
                                                                                 stop="max_epochs"))
     assert d.underfitting.actions[0].text == "train longer"
+    assert d.underfitting.actions[0].command == "dlrun 'model.hidden=[64]' trainer.max_epochs=40"
+    # early stopping stopped it (patience), not max_epochs: more epochs would stop at the same one; more patience
+    d = _diagnose(_evaluation(train=0.3, val=0.31, test=0.31), history=_history(train_loss=falling, val_loss=falling,
+                                                                                stop="patience"))
+    assert d.underfitting.actions[0].text == "train longer: more patience for early stopping"
+    assert d.underfitting.actions[0].command == "dlrun 'model.hidden=[64]' early_stop.patience=10"
+    assert not any("stopped too early" in e for e in d.underfitting.evidence)
+    assert any("still falling when early stopping stopped the run" in e for e in d.underfitting.evidence)
     # a target error above the training error: nothing avoidable
     d = _diagnose(_evaluation(train=0.3, val=0.31, test=0.31), target_error=0.29)
     assert not d.underfitting.detected
@@ -288,7 +296,7 @@ def test_shuffled_labels_get_one_verdict_that_explains_both_gaps():
     falling = list(np.linspace(1.4, 1.0, 12))
     d = _diagnose(_evaluation(train=0.7, val=0.74, test=0.75), history=_history(train_loss=falling, val_loss=falling),
                   baselines={**BASE, "simple_val_error": 0.74, "simple_train_error": 0.5, "simple_val_pred": linear})
-    assert not d.underfitting.stats["no_signal"] and d.underfitting.actions[0].text == "train longer"
+    assert not d.underfitting.stats["no_signal"] and d.underfitting.actions[0].text.startswith("train longer")
     # a network that beats chance by more than the tolerance with confidence has a signal, whatever the linear model
     small = _evaluation(train=0.2, val=0.74, test=0.75)
     linear = _guesses(small.splits["val"].y_true, 0.74, seed=5)
