@@ -553,7 +553,7 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
         over = Finding(stats={**over.stats, "explained_by": "no_signal"})
         # and Ng's terms assume something to learn: no focus to work on before the data are checked
         decomposition.update(focus=None, focus_undetermined=False, no_signal=True)
-    mismatch = _data_mismatch(fig, evaluation, task, tol, alpha, overrides, target_scale)
+    mismatch = _data_mismatch(fig, evaluation, task, tol, alpha, overrides, target_scale, settings)
     versus = _versus_linear(evaluation, baselines, tol, alpha, target_scale)
     if untrained:
         versus = None  # a network that did not train: the underfitting finding says why, not a linear model
@@ -1053,22 +1053,54 @@ def _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, 
                                             else ")"))
     if u and u.get("gap_growing"):
         f.evidence.append("the gap between validation and training loss grew after the best epoch")
-    reg = settings.get("reg", {})
-    wd = reg.get("weight_decay", 0.0)
-    dropout = reg.get("dropout", 0.0)
-    f.actions.append(Action("more regularisation: weight decay and dropout", next_command(
-        overrides, {"reg.weight_decay": max(1e-4, wd * 10), "reg.dropout": min(0.5, round(dropout + 0.2, 2))})))
-    f.actions.append(Action("data augmentation / noise injection", next_command(
-        overrides, {"reg.augment.noise": 0.1})))
+    f.actions += _more_regularisation(settings, overrides)
     smaller = _smaller_model(settings)
     if smaller:
         f.actions.append(Action("less capacity", next_command(overrides, smaller)))
-    f.actions.append(Action("more data: a larger training split", next_command(
-        overrides, {"split.train": 0.8, "split.val": 0.1, "split.test": 0.1})))
+    more_data = _more_data(settings)
+    if more_data:
+        f.actions.append(Action(more_data[0], next_command(overrides, more_data[1])))
     return f
 
 
-def _data_mismatch(fig, evaluation, task, tol, alpha, overrides, scale) -> Finding:
+MAX_SUGGESTED_DROPOUT = 0.5  # "more regularisation" raises dropout up to this, never lowers one above it
+
+
+def _more_regularisation(settings: dict, overrides: list[str]) -> list[Action]:
+    """Overfitting's first remedies, each more than the run has: weight decay x10 (at least 1e-4), dropout +0.2 up
+    to MAX_SUGGESTED_DROPOUT (left alone at or above it), input noise x2 (at least 0.1)."""
+    reg = settings.get("reg", {})
+    wd, dropout = reg.get("weight_decay", 0.0) or 0.0, reg.get("dropout", 0.0) or 0.0
+    changes: dict[str, Any] = {"reg.weight_decay": max(1e-4, wd * 10)}
+    if dropout < MAX_SUGGESTED_DROPOUT:
+        changes["reg.dropout"] = min(MAX_SUGGESTED_DROPOUT, round(dropout + 0.2, 2))
+        text = "more regularisation: weight decay and dropout"
+    else:
+        text = f"more regularisation: weight decay (dropout is {dropout:g} already)"
+    return [Action(text, next_command(overrides, changes)),
+            Action("data augmentation / noise injection",
+                   next_command(overrides, {"reg.augment.noise": more_noise(settings, 0.1)}))]
+
+
+def more_noise(settings: dict, at_least: float) -> float:
+    """Input noise for a next run: twice the run's own, at least `at_least` (never less than the run has)."""
+    return max(at_least, round(2 * float(_get(settings, "reg.augment.noise", 0.0) or 0.0), 3))
+
+
+def _more_data(settings: dict) -> Optional[tuple[str, dict]]:
+    """(text, changes) for a larger training split: 80/10/10; under k-fold (split.folds, where split.train and
+    split.val do nothing) twice the folds, up to 10, so that each fold trains on more rows; None past that."""
+    folds = int(_get(settings, "split.folds", 0) or 0)
+    if folds >= 2:
+        if folds >= 10:
+            return None
+        more = min(10, 2 * folds)
+        return (f"more data: {more} folds, each training on {(more - 1) / more:.0%} of what the test split leaves "
+                f"(now {(folds - 1) / folds:.0%})", {"split.folds": more})
+    return "more data: a larger training split", {"split.train": 0.8, "split.val": 0.1, "split.test": 0.1}
+
+
+def _data_mismatch(fig, evaluation, task, tol, alpha, overrides, scale, settings: dict) -> Finding:
     """Validation worse than train-dev (same distribution as train, never trained on): the validation data differ
     from the training data (Ng's data mismatch). Needs split.train_dev > 0 (or dataset.val_from)."""
     f = Finding()
@@ -1085,7 +1117,7 @@ def _data_mismatch(fig, evaluation, task, tol, alpha, overrides, scale) -> Findi
     f.actions.append(Action("make the training data more like the validation data: look at the validation "
                             "errors by hand, then synthesise or collect training data like them; meanwhile, input "
                             "noise makes the model less sensitive to small changes of its inputs",
-                            next_command(overrides, {"reg.augment.noise": 0.1})))
+                            next_command(overrides, {"reg.augment.noise": more_noise(settings, 0.1)})))
     return f
 
 
@@ -1169,11 +1201,12 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
     elif health.fits({"reg.augment.rotation": 15}, settings):
         f.actions.append(Action("augment the training data (noise, rotation) so the model is less sensitive to "
                                 "changed inputs; better, with the change you find in the test data",
-                                next_command(overrides, {"reg.augment.noise": 0.3, "reg.augment.rotation": 15})))
+                                next_command(overrides, {"reg.augment.noise": more_noise(settings, 0.3),
+                                                         "reg.augment.rotation": 15})))
     else:  # rotation is for images; a table or a sequence gets input noise
         f.actions.append(Action("augment the training data with input noise (the augmentation for tables and "
                                 "sequences) so the model is less sensitive to changed inputs",
-                                next_command(overrides, {"reg.augment.noise": 0.3})))
+                                next_command(overrides, {"reg.augment.noise": more_noise(settings, 0.3)})))
     f.actions.append(Action("review the test data and the per-class errors; a train-dev split separates variance "
                             "from data mismatch", next_command(overrides, {"split.train_dev": 0.1})))
     return f

@@ -855,3 +855,26 @@ def test_a_network_narrower_than_its_outputs_keeps_the_bigger_model():
     assert d.underfitting.detected and d.versus_linear["fires"]
     assert "a bigger model" in [a.text for a in d.underfitting.actions]
     assert not any("more capacity is not what the network lacks" in e for e in d.underfitting.evidence)
+
+
+def test_overfitting_remedies_never_lower_what_the_run_has_and_more_data_fits_k_fold():
+    """'More regularisation' at dropout 0.6 said dropout 0.5; input noise 0.3 was told 0.1; under k-fold, where
+    split.train and split.val do nothing, 'more data' changed only the fixed test split."""
+    def overfit(**groups):
+        settings = {**SETTINGS, **{k: {**SETTINGS.get(k, {}), **v} for k, v in groups.items()}}
+        d = diagnose(_history(), _evaluation(train=0.0, val=0.15), ReportConfig(), [], settings, baselines=BASE,
+                     class_names=CLASSES)
+        assert d.overfitting.detected
+        return {a.text: a.command for a in d.overfitting.actions}
+
+    plain = overfit()
+    assert plain["more regularisation: weight decay and dropout"] == "dlrun reg.weight_decay=0.0001 reg.dropout=0.2"
+    assert plain["data augmentation / noise injection"] == "dlrun reg.augment.noise=0.1"
+    assert plain["more data: a larger training split"] == "dlrun split.train=0.8 split.val=0.1 split.test=0.1"
+    heavy = overfit(reg={"dropout": 0.6, "weight_decay": 1e-3, "augment": {"noise": 0.3}})
+    assert heavy["more regularisation: weight decay (dropout is 0.6 already)"] == "dlrun reg.weight_decay=0.01"
+    assert heavy["data augmentation / noise injection"] == "dlrun reg.augment.noise=0.6"
+    kfold = overfit(split={"folds": 5, "fold": 0})
+    assert kfold["more data: 10 folds, each training on 90% of what the test split leaves (now 80%)"] == \
+        "dlrun split.folds=10"
+    assert not any(text.startswith("more data") for text in overfit(split={"folds": 10, "fold": 0}))
