@@ -262,6 +262,12 @@ def _within_words(gap: Gap, task: str, tol: float, scale: float = 1.0) -> str:
             f"({tol:g} of the training targets' std)")
 
 
+def _upper_words(gap: Gap, task: str, tol: float, scale: float = 1.0) -> str:
+    """The upper bound of a gap against the tolerance, after _gap_words has given its size and lower bound."""
+    bound = f"{100 * gap.high:.2f}%" if task == "classification" else f"{gap.high * scale:.4g}"
+    return f"and whose upper bound {bound} {'is below' if gap.within(tol) else 'is not below'} the tolerance"
+
+
 def _blind_zone(gap: Gap, evaluation: Any, task: str) -> str:
     """Why a real degradation can go unconfirmed: the smallest gap these split sizes confirm, when it is known."""
     if gap.confirmable is None or not math.isfinite(gap.confirmable):
@@ -976,10 +982,19 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
         return f
     if unsure:
         f.stats["signal_unconfirmed"] = {"action": asdict(check)}
+        confirmed_not = [who for who in ("network", "linear") if beats[who].within(tol)]
+        names = {"network": "the network", "linear": "the linear model"}
+        if confirmed_not:  # one of the two is confirmed not to beat chance, the other is not known either way
+            other = next(who for who in names if who not in confirmed_not)
+            either = (f"{names[confirmed_not[0]]} is confirmed not to, {names[other]} is not known either way "
+                      "(these splits are too small to tell)")
+        else:
+            either = "nor is either confirmed not to (these splits are too small to tell)"
         notes.append(f"{versus}: neither is confirmed to beat chance by more than the tolerance (the network's "
-                     f"advantage, paired: {_gap_words(beats['network'], task, tol, unit)}; the linear model's: "
-                     f"{_gap_words(beats['linear'], task, tol, unit)}), nor confirmed not to (these splits are too "
-                     f"small to tell): the inputs may carry no usable relation to the outputs; {check.text}: "
+                     f"advantage, paired: {_gap_words(beats['network'], task, tol, unit)}, "
+                     f"{_upper_words(beats['network'], task, tol, unit)}; the linear model's: "
+                     f"{_gap_words(beats['linear'], task, tol, unit)}, {_upper_words(beats['linear'], task, tol, unit)}"
+                     f"); {either}: the inputs may carry no usable relation to the outputs; {check.text}: "
                      f"{check.command}")
     if ref.kind == "target" and math.isfinite(high) and high < 0:  # below the best achievable, with confidence
         notes.append(f"the training error {_pct_in(train.error, [train.low, train.high], task)} is below "

@@ -311,7 +311,13 @@ def test_shuffled_labels_get_one_verdict_that_explains_both_gaps():
                   baselines={**BASE, "simple_val_error": 0.74, "simple_val_pred": linear})
     assert not d.underfitting.stats["no_signal"]
     assert d.underfitting.stats["versus_chance"]["network"]["interval"][1] >= 0.05
-    note = next(n for n in d.notes if "nor confirmed not to" in n)
+    note = next(n for n in d.notes if "neither is confirmed to beat chance" in n)
+    beats = d.underfitting.stats["versus_chance"]
+    either = {(False, False): "nor is either confirmed not to",
+              (True, False): "the network is confirmed not to, the linear model is not known either way",
+              (False, True): "the linear model is confirmed not to, the network is not known either way"}
+    key = tuple(beats[who]["interval"][1] < 0.05 for who in ("network", "linear"))
+    assert key == (False, True) and either[key] in note and sum("whose upper bound" in part for part in note.split(";")) == 2, note
     assert "check the data and the labels" in note and "split.train_dev=0.1" in note
     assert d.signal_unconfirmed["action"]["command"].endswith("split.train_dev=0.1")
     from dlrun.report.render import _focus_sentence
