@@ -433,6 +433,11 @@ def decompose(fig: dict[str, _Figure], target_error: Optional[float], achievable
         else:
             focus = None
             undetermined = upper > 0  # the bias may be the largest term, or 0
+    # a term with a larger estimate than the focus's that is not confirmed above 0: the focus is the largest confirmed
+    sizes = {**finite, **({"avoidable_bias": train - target_error} if target_error is not None else {})}
+    focus_size = positive.get(focus, bias_range[0] if bias_range else None) if focus else None
+    beyond = focus is not None and focus_size is not None and any(
+        v > focus_size for k, v in sizes.items() if k != focus and k not in positive)
     return {
         "target_error": target_error,
         "achievable": None if target_error is not None else achievable,
@@ -446,6 +451,7 @@ def decompose(fig: dict[str, _Figure], target_error: Optional[float], achievable
         "data_mismatch": others["data_mismatch"],
         "val_to_test": test - val,
         "focus": focus,
+        "focus_confirmed_only": beyond,
         "focus_undetermined": undetermined,
         "intervals": dict(intervals),
     }
@@ -790,13 +796,15 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
         fired = fired_with_actions or set()
         detected = fired if detected is None else detected
         if finding in detected and finding not in fired and "underfitting" in fired:
-            return (f"focus: {focus.replace('_', ' ')} is the largest term ({listed}); the "
+            return (f"focus: {focus.replace('_', ' ')} is the largest term"
+                    + (" confirmed above 0" if decomposition.get("focus_confirmed_only") else "") + f" ({listed}); the "
                     f"{finding.replace('_', ' ')} finding's next runs wait until the training error is fixed (they "
                     "would raise it): the underfitting finding's next runs first"
                     + ("; the test split's own gap is the distribution-shift finding" if shift_detected else ""))
         unconfirmed = "" if finding in detected else \
             f", not confirmed beyond the tolerance (the {finding.replace('_', ' ')} finding did not fire)"
-        return (f"focus: {focus.replace('_', ' ')} is the largest term ({listed}){unconfirmed}: work on it first "
+        largest = "largest term confirmed above 0" if decomposition.get("focus_confirmed_only") else "largest term"
+        return (f"focus: {focus.replace('_', ' ')} is the {largest} ({listed}){unconfirmed}: work on it first "
                 f"(Ng): {decomposition.get('focus_advice') or focus_advice(focus, fired_with_actions or set())}"
                 + ("; the test split's own gap is the distribution-shift finding" if shift_detected else "")
                 + (f"; {why}" if why and focus == "avoidable_bias" else ""))

@@ -323,13 +323,14 @@ def _focus_words(decomposition: dict, percent: bool, fired: set[str], detected: 
              if "distribution_shift" in fired else "")
     advice = decomposition.get("focus_advice") or focus_advice(focus, fired)
     finding = FOCUS_FINDING.get(focus)
+    terms = "Ng's error terms" + (" confirmed above 0" if decomposition.get("focus_confirmed_only") else "")
     if finding is not None and finding in detected and finding not in fired and "underfitting" in fired:
-        return (f"Largest of Ng's error terms: {_label(focus)} ({size}); the {_label(finding)} finding's next runs "
+        return (f"Largest of {terms}: {_label(focus)} ({size}); the {_label(finding)} finding's next runs "
                 f"wait until the training error is fixed: first, the underfitting finding's next runs{shift}.")
     if finding is not None and finding not in detected:  # not confirmed beyond the tolerance: advice only
-        return (f"Largest of Ng's error terms: {_label(focus)} ({size}), not confirmed beyond the tolerance (the "
+        return (f"Largest of {terms}: {_label(focus)} ({size}), not confirmed beyond the tolerance (the "
                 f"{_label(finding)} finding did not fire); to lower it, work on it first: {advice}{shift}.")
-    return f"Work first on {_label(focus)} ({size}, the largest of Ng's error terms): {advice}{shift}."
+    return f"Work first on {_label(focus)} ({size}, the largest of {terms}): {advice}{shift}."
 
 
 def first_action(report: dict) -> dict | None:

@@ -511,7 +511,9 @@ def test_decomposition_on_known_figures():
     # a term whose interval reaches 0 is not shown to be above it: never the focus, however large its estimate
     unsure = decompose(fig, target_error=0.0, intervals={"data_mismatch": [-0.03, 0.1], "variance": [0.001, 0.05],
                                                          "avoidable_bias": [0.04, 0.08]})
-    assert unsure["focus"] == "avoidable_bias"
+    assert unsure["focus"] == "avoidable_bias" and unsure["avoidable_bias"] < unsure["data_mismatch"]
+    assert unsure["focus_confirmed_only"]  # the sentences say "the largest confirmed above 0", not "the largest"
+    assert not dec["focus_confirmed_only"]
     unsure = decompose(fig, target_error=0.0, intervals={"data_mismatch": [-0.03, 0.1], "variance": [0.001, 0.05],
                                                          "avoidable_bias": [-0.01, 0.08]})
     assert unsure["focus"] == "variance"

@@ -190,6 +190,11 @@ def test_a_focus_its_finding_did_not_confirm_is_advice_not_an_order():
     # a finding that fired has been confirmed, with next runs of its own or not (a command another finding gives)
     assert "Work first on variance" in _focus_sentence(decomposition, True, set(), {"overfitting"})
     assert "not confirmed" not in focus_note(decomposition, "zero", "classification", set(), set(), {"overfitting"})
+    # a larger term not confirmed above 0 (data mismatch 3% [-1, 6]): the focus is the largest confirmed one
+    larger = {**decomposition, "data_mismatch": 0.03, "focus_confirmed_only": True}
+    assert "(2.2% [1.1, 4.3], the largest of Ng's error terms confirmed above 0)" in _focus_sentence(
+        larger, True, {"overfitting"})
+    assert "variance is the largest term confirmed above 0 (" in focus_note(larger, "zero", "classification")
     # it fired, but its next runs wait for the underfitting's (they would raise the training error): say so
     waiting = _focus_sentence(decomposition, True, {"underfitting"}, {"underfitting", "overfitting"})
     assert waiting == ("Largest of Ng's error terms: variance (2.2% [1.1, 4.3]); the overfitting finding's next runs "
