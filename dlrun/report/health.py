@@ -135,7 +135,9 @@ def dying_relu(dynamics, rows, settings) -> list[HealthFinding]:
             if math.isfinite(float(r["dead_fraction"])) and float(r["dead_fraction"]) >= DEAD_FRACTION]
     if not dead:
         return []
-    changes = [{"model.activation": "leaky_relu"}, {"model.init": "kaiming", "model.init_bias": None}]
+    # kaiming zeroes the biases unless model.init_bias sets them: only a run that sets them needs it undone
+    biases = {"model.init_bias": None} if _get(settings, "model.init_bias", None) is not None else {}
+    changes = [{"model.activation": "leaky_relu"}, {"model.init": "kaiming", **biases}]
     texts = ["a leaky ReLU keeps a gradient for negative inputs", "He initialisation with zero biases"]
     changes.append({"optim.lr": lower_lr(settings)})
     texts.append("a lower learning rate (large steps push units into the dead zone)")

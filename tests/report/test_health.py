@@ -182,3 +182,14 @@ def test_under_torch_compile_the_probe_reads_gradients_without_hooking_the_activ
     net(torch.ones(2, 3)).sum().backward()
     probe.after_backward()
     assert [r["kind"] for r in probe.collect(1)] == ["weight", "weight"]
+
+
+def test_the_dying_relu_remedy_undoes_init_bias_only_when_the_run_sets_it():
+    """model.init=kaiming zeroes the biases; model.init_bias=null beside it is a no-op unless the run set biases."""
+    from dlrun.report.health import dying_relu
+
+    dead = [{"kind": "activation", "epoch": 3, "layer": "net.1", "dead_fraction": 0.9}]
+    plain = dying_relu(dead, [], {"model": {"init_bias": None}, "optim": {"lr": 1e-3}})[0]
+    assert {"model.init": "kaiming"} in plain.changes
+    biased = dying_relu(dead, [], {"model": {"init_bias": -5.0}, "optim": {"lr": 1e-3}})[0]
+    assert {"model.init": "kaiming", "model.init_bias": None} in biased.changes
