@@ -677,6 +677,9 @@ def _versus_linear(evaluation: Any, baselines: dict, tol: float, alpha: float, s
     paired = stats.paired_error_difference(evaluation.task, val.y_true, np.asarray(linear), pred,
                                            confidence=1 - 2 * alpha)
     versus = {"linear_val_error": baselines.get("simple_val_error"), "val_error": val.error,
+              # each model's own error with its (1 - alpha) interval, as every figure in the report
+              "linear_val_interval": list(stats.model_error_interval(evaluation.task, val.y_true, linear, 1 - alpha)),
+              "val_interval": list(stats.model_error_interval(evaluation.task, val.y_true, pred, 1 - alpha)),
               "difference": paired["difference"], "interval": paired["interval"], "level": alpha, "n": paired["n"]}
     versus["fires"] = _linear_gap(versus, evaluation.task, scale).passes(tol)
     return versus
@@ -718,8 +721,9 @@ def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding,
     if model.get("family") == "mlp" and list(model.get("hidden", [])) == []:
         return  # the network is a linear model already: the gap is its training (the findings say how)
     low, high = versus["interval"]
-    text = (f"a linear model does better on the same validation samples: {_pct(versus['linear_val_error'], task)} vs "
-            f"the network's {_pct(versus['val_error'], task)} (paired, {100 * (1 - 2 * versus['level']):g}% interval "
+    text = (f"a linear model does better on the same validation samples: "
+            f"{_pct_in(versus['linear_val_error'], versus.get('linear_val_interval'), task)} vs the network's "
+            f"{_pct_in(versus['val_error'], versus.get('val_interval'), task)} (paired, {100 * (1 - 2 * versus['level']):g}% interval "
             f"of the difference [{_pct(low, task)}, {_pct(high, task)}]): "
             + _gap_words(_linear_gap(versus, task, scale), task, tol, 1.0 if task == "classification" else scale))
     change = {"model.hidden": []} if model.get("family") == "mlp" else {"model": "mlp", "model.hidden": []}

@@ -625,6 +625,9 @@ def test_a_linear_model_that_does_better_on_the_same_validation_samples_is_said_
     assert not any(f.detected for f in d.findings().values())
     assert d.versus_linear["fires"] and d.versus_linear["interval"][0] > 0.05
     note = next(n for n in d.notes if n.startswith("a linear model does better"))
+    # each model's error with its interval, then the paired difference's
+    assert re.match(r"a linear model does better on the same validation samples: 0\.0% \[0\.0, \d\.\d\] vs the "
+                    r"network's \d+\.\d% \[\d+\.\d, \d+\.\d\] \(paired, 90% interval", note), note
     assert "exceeds the tolerance 5.0%" in note and "'model.hidden=[]'" in note
     assert d.versus_linear["action"]["command"].endswith("'model.hidden=[]'")  # for dlrun-iterate
     # overfitting fired: the comparison is its evidence and a linear model one of its next runs, not a note
