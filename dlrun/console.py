@@ -6,7 +6,6 @@ Updating a rich Progress is a few microseconds; it redraws on its own thread at 
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any, Optional
 
@@ -27,11 +26,9 @@ def _interval(pair: Any, digits: int = 3) -> str:
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
-    return str(value)
+    from dlrun.sweep.summary import fmt
+
+    return "-" if value is None else fmt(value, digits)
 
 
 class TerminalUI:
@@ -125,7 +122,8 @@ def sweep_table(summary: dict, sweep_dir: str, console: Optional[Console] = None
     for i, r in enumerate(summary["jobs"]):
         fired = [f"{SHORT.get(name, name)}:{sev}" for name, sev in r["verdicts"].items() if sev != "no"]
         table.add_row(r["job"], *(r["params"].get(k, "") for k in summary["swept"]), ranked_cell(r, summary),
-                      with_interval(r["val_error"], r.get("val_interval")), _fmt(r["test_error"]),
+                      with_interval(r["val_error"], r.get("val_interval")),
+                      with_interval(r["test_error"], r.get("test_interval")),
                       str(r["stop_reason"]),
                       " ".join(fired) or "none", style="bold green" if r["job"] == summary["best"] else None)
     for r in summary["failed"]:

@@ -200,8 +200,16 @@ def fold_groups(rows: list[dict], swept: list[str]) -> Optional[list[dict]]:
 # files
 
 
-def fmt(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+def fmt(value: Any, digits: int = 4) -> str:
+    """A value with `digits` decimals; one too small for them in scientific notation (a loss of 2.7e-05 is not
+    0.0000); n/a for None."""
+    if value is None:
+        return "n/a"
+    if not isinstance(value, float) or math.isnan(value):
+        return str(value)
+    if value and abs(value) < 0.5 * 10 ** -digits:
+        return f"{value:.2e}"
+    return f"{value:.{digits}f}"
 
 
 def with_interval(value: Any, interval: Any) -> str:
@@ -209,7 +217,7 @@ def with_interval(value: Any, interval: Any) -> str:
     one."""
     if not interval or None in interval:
         return fmt(value)
-    return f"{fmt(value)} [{interval[0]:.4f}, {interval[1]:.4f}]"
+    return f"{fmt(value)} [{fmt(float(interval[0]))}, {fmt(float(interval[1]))}]"
 
 
 METRIC_WORDS = {"val_loss": "validation loss", "val_error": "validation error"}

@@ -27,7 +27,7 @@ def _job(sweep, job, loss, interval=None, monitor="val_loss", evaluated=None, le
     report = {"run": {"overrides": [f"trainer.seed={job}"], "best_epoch": 3, "stop_reason": "patience",
                       "task": "classification", "interval_level": level,
                       "objective": {"monitor": monitor, "mode": "min", "value": loss}},
-              "metrics": {"train": {"error": 0.0}, "val": val, "test": {"error": 0.12}},
+              "metrics": {"train": {"error": 0.0}, "val": val, "test": {"error": 0.12, "error_interval": [0.09, 0.16]}},
               "diagnosis": {"underfitting": {"detected": False, "severity": "none"}}}
     (folder / "report.json").write_text(json.dumps(report))
     if losses is not None:
@@ -58,7 +58,18 @@ def test_the_ranking_metric_shows_report_jsons_interval_in_every_file(tmp_path):
 
     terminal = Console(record=True, width=200)
     sweep_table(summary, str(tmp_path), console=terminal)
-    assert "0.3000 [0.2500, 0.3600]" in terminal.export_text()
+    printed = terminal.export_text()
+    assert "0.3000 [0.2500, 0.3600]" in printed
+    assert "0.1200 [0.0900, 0.1600]" in printed  # the test error with its interval too
+
+
+def test_a_value_too_small_for_four_decimals_is_not_printed_as_zero():
+    from dlrun.console import _interval
+    from dlrun.sweep.summary import fmt, with_interval
+
+    assert fmt(2.741e-05) == "2.74e-05" and fmt(0.0) == "0.0000" and fmt(0.1234) == "0.1234"
+    assert with_interval(2.741e-05, [2.512e-05, 2.99e-05]) == "2.74e-05 [2.51e-05, 2.99e-05]"
+    assert _interval([2.512e-05, 2.99e-05]) == "[2.51e-05, 2.99e-05]" and _interval([0.011, 0.043]) == "[0.011, 0.043]"
 
 
 def test_a_metric_without_a_known_interval_is_shown_bare(tmp_path):
