@@ -53,7 +53,8 @@ def shift_tests(val: Any, test: Any, task: str, num_classes: int, alpha: float, 
         out["ks_softmax"] = _result(stats.ks_softmax_test(p_val, p_test, level), level, "ks_softmax",
                                     "Kolmogorov-Smirnov on each softmax output (Bonferroni over classes)")
         out["label_shift"] = _result(stats.label_shift_test(val.y_pred, test.y_pred, num_classes,
-                                                            n_resamples=stats.permutations_for(level), seed=seed),
+                                                            n_resamples=stats.permutations_for(level), seed=seed,
+                                                            confidence=1 - 2 * alpha),  # the report's 1 - alpha
                                      level, "label_shift", "chi-square on the predicted-class histograms")
     elif task != "classification" and outputs_finite:
         from scipy.stats import ks_2samp

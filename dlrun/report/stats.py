@@ -309,13 +309,13 @@ def permutations_for(level: float, minimum: int = 200, maximum: int = 10_000) ->
 
 
 def label_shift_test(pred_ref: np.ndarray, pred_new: np.ndarray, num_classes: int, n_resamples: int = 2000,
-                     seed: int = 0) -> TestResult:
+                     seed: int = 0, confidence: float = 0.95) -> TestResult:
     """Chi-square test of homogeneity of the predicted-class histograms of pred_ref (n,) and pred_new (m,).
 
     Classes predicted in neither sample are dropped (their expected count is 0). With an expected count below 5 the
     chi-square approximation is anti-conservative: the p-value then comes from a permutation test of the same
     statistic (scipy's PermutationMethod). statistic: the chi-square value. detail names the class whose predicted
-    share moved most.
+    share moved most, each share with its `confidence` Wilson interval.
     """
     from scipy.stats import PermutationMethod, chi2_contingency
 
@@ -334,7 +334,9 @@ def label_shift_test(pred_ref: np.ndarray, pred_new: np.ndarray, num_classes: in
     shares = counts / counts.sum(axis=1, keepdims=True)  # (2, K)
     moved = int(np.argmax(np.abs(shares[1] - shares[0])))
     how = f"permutation p over {n_resamples} resamples (expected counts < 5)" if small else "p"
-    detail = (f"predicted class {moved}: {shares[0, moved]:.1%} -> {shares[1, moved]:.1%}; "
+    share = [f"{shares[i, moved]:.1%} [" + ", ".join(f"{100 * b:.1f}" for b in error_interval(
+        int(counts[i, moved]), int(counts[i].sum()), confidence)) + "]" for i in (0, 1)]
+    detail = (f"predicted class {moved}: {share[0]} -> {share[1]} ({100 * confidence:g}% intervals); "
               f"chi2={result.statistic:.1f}" + ("" if small else f", dof={result.dof}") + f", {how}={result.pvalue:.2g}")
     return TestResult(float(result.statistic), float(result.pvalue), detail)
 

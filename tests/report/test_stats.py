@@ -144,6 +144,14 @@ def test_label_shift_test_fires_on_a_skewed_histogram_and_drops_absent_classes()
     assert result.p_value < 1e-6
     assert "class 2" in result.detail
     assert "dof=4" in result.detail
+    # each share with its Wilson interval: class 2 is 1 in 5 of ref, 52% of skewed
+    import re
+
+    shares = re.search(r"predicted class 2: (\d+\.\d)% \[(\d+\.\d), (\d+\.\d)\] -> (\d+\.\d)% \[(\d+\.\d), "
+                       r"(\d+\.\d)\] \(95% intervals\)", result.detail)
+    assert shares, result.detail
+    ref_share, low, high, new_share, new_low, new_high = map(float, shares.groups())
+    assert low < ref_share < high < new_low < new_share < new_high
 
 
 # ----------------------------------------------------------------------------------------------------------------------
