@@ -360,7 +360,7 @@ def excess_interval(evaluation: Any, ref: Reference, confidence: float) -> tuple
     """Two-sided interval of (training error - reference): the reference is exact when the user gave it (or it is
     0); a linear model's error is itself an estimate from its own rows. When it was fitted on the training rows
     themselves (all of them, in order: up to 5000), the two models are compared on the same samples, paired
-    (stats.paired_error_difference: McNemar's exact interval, or a paired bootstrap of the RMSE difference); else
+    (stats.paired_error_difference: Newcombe's paired interval, or a paired bootstrap of the RMSE difference); else
     classification takes Newcombe's interval over both samples, regression a bootstrap of the RMSE difference over
     both samples of squared errors (in target units)."""
     train = evaluation.splits["train"]
@@ -664,8 +664,8 @@ def _lift(history: Any) -> dict:
 
 
 def _versus_linear(evaluation: Any, baselines: dict, tol: float, alpha: float, scale: float) -> Optional[dict]:
-    """The network's validation error minus a linear model's, on the same validation samples (paired: McNemar's
-    exact interval, or a paired bootstrap of the RMSE difference), gated by the one rule: it `fires` when the
+    """The network's validation error minus a linear model's, on the same validation samples (paired: Newcombe's
+    paired interval, or a paired bootstrap of the RMSE difference), gated by the one rule: it `fires` when the
     one-sided (1 - alpha) lower bound exceeds the tolerance. None without the linear model's predictions."""
     linear = baselines.get("simple_val_pred")
     val = evaluation.splits["val"]
@@ -869,7 +869,7 @@ def baseline_intervals(evaluation: Any, baselines: dict, confidence: float) -> d
 
 def _versus_chance(evaluation: Any, pred: Optional[np.ndarray], who: str, alpha: float, scale: float) -> Optional[Gap]:
     """How much better than chance `pred` (n_val,) does on the same validation samples: chance's error minus its
-    (paired: McNemar's exact interval, or a paired bootstrap of the RMSE difference) as a Gap in the gate's units,
+    (paired: Newcombe's paired interval, or a paired bootstrap of the RMSE difference) as a Gap in the gate's units,
     whose `passes` says it beats chance by more than the tolerance with confidence 1 - alpha. None without
     predictions, or with non-finite ones (a diverged regression)."""
     val = evaluation.splits["val"]

@@ -80,7 +80,7 @@ def _not_comparable(before: Optional[dict], after: Optional[dict]) -> Optional[s
 
 def compare(task: str, before: Optional[dict], after: Optional[dict], confidence: float = 0.95) -> dict:
     """Validation error of `after` minus `before` (two read_val results) on the same samples, with its two-sided
-    `confidence` interval (stats.paired_error_difference: McNemar's exact interval for classification, a paired
+    `confidence` interval (stats.paired_error_difference: Newcombe's paired interval for classification, a paired
     bootstrap of the RMSE for regression); {"note": ...} instead when the two did not predict the same samples."""
     from dlrun.report.stats import paired_error_difference
 

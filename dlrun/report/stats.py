@@ -87,6 +87,33 @@ def rate_diff_interval(errors_a: int, n_a: int, errors_b: int, n_b: int,
     return (float(low), float(high))
 
 
+def paired_rate_diff_interval(wrong_a: np.ndarray, wrong_b: np.ndarray,
+                              confidence: float = 0.95) -> tuple[float, float]:
+    """Interval of rate_b - rate_a for two error indicators (n,) of the same samples: Newcombe's hybrid score
+    interval for paired data (Stat. Med. 1998, 17:2635, method 10), the paired twin of rate_diff_interval: each
+    rate's Wilson interval, combined with the correlation of the two indicators. McNemar's exact interval, read as
+    an interval of the difference, conditions on the number of discordant samples: at a true gap equal to a
+    tolerance it confirmed the gap above it in 17% of the simulated runs at a level of 5% when every discordant
+    sample went one way (tests/report/test_calibration.py);
+    a bootstrap of the mean difference confirms 3 discordant samples out of 300 as a difference. No library has it
+    (statsmodels has the independent one and McNemar's test)."""
+    a, b = np.asarray(wrong_a, dtype=bool).ravel(), np.asarray(wrong_b, dtype=bool).ravel()
+    n = len(a)
+    if n == 0:
+        return (math.nan, math.nan)
+    count_a, count_b = int(a.sum()), int(b.sum())
+    p_a, p_b = count_a / n, count_b / n
+    low_a, high_a = error_interval(count_a, n, confidence)
+    low_b, high_b = error_interval(count_b, n, confidence)
+    both, neither = int(np.sum(a & b)), int(np.sum(~a & ~b))
+    only_a, only_b = count_a - both, count_b - both
+    denominator = math.sqrt(float(count_a) * (n - count_a) * count_b * (n - count_b))
+    phi = (both * neither - only_a * only_b) / denominator if denominator > 0 else 0.0
+    down = (p_b - low_b) ** 2 - 2 * phi * (p_b - low_b) * (high_a - p_a) + (high_a - p_a) ** 2
+    up = (high_b - p_b) ** 2 - 2 * phi * (high_b - p_b) * (p_a - low_a) + (p_a - low_a) ** 2
+    return (p_b - p_a - math.sqrt(max(down, 0.0)), p_b - p_a + math.sqrt(max(up, 0.0)))
+
+
 def confirmed_direction(low: float, high: float) -> Optional[str]:
     """"lower" or "higher" when a difference's interval excludes 0, else None (within noise)."""
     return "lower" if high < 0 else "higher" if low > 0 else None
@@ -97,10 +124,10 @@ def paired_error_difference(task: str, y_true: np.ndarray, pred_a: np.ndarray, p
     """error(b) - error(a) of two models' predictions pred_a, pred_b (n,) of the same samples y_true (n,), with its
     two-sided `confidence` interval: a paired comparison, which sees a difference that two separate intervals hide.
 
-    classification: error rates; given the m discordant samples (one model right, the other wrong), the number b gets
-    wrong is Binomial(m, pi) and the difference is m (2 pi - 1) / n: the exact (Clopper-Pearson) interval of pi, by
-    scipy's binomtest (McNemar's exact test, read as an interval). regression: RMSE(b) - RMSE(a) in the target's
-    units, a percentile bootstrap over the samples (scipy.stats.bootstrap, paired, 2000 resamples, seeded).
+    classification: error rates, Newcombe's paired interval (paired_rate_diff_interval); `discordant` counts the
+    samples one model gets right and the other wrong. regression:
+    RMSE(b) - RMSE(a) in the target's units, a percentile bootstrap over the samples (scipy.stats.bootstrap,
+    paired, 2000 resamples, seeded).
     Returns difference, interval [low, high], n, discordant (classification), and `confirmed`: "lower" or "higher"
     when the interval excludes 0, else None (the difference is within noise)."""
     y_true, pred_a, pred_b = (np.asarray(v).ravel() for v in (y_true, pred_a, pred_b))
@@ -108,18 +135,10 @@ def paired_error_difference(task: str, y_true: np.ndarray, pred_a: np.ndarray, p
     if n == 0:
         return {"difference": math.nan, "interval": [math.nan, math.nan], "n": 0, "confirmed": None}
     if task == "classification":
-        from scipy.stats import binomtest
-
         wrong_a, wrong_b = pred_a != y_true, pred_b != y_true
-        only_b, only_a = int(np.sum(wrong_b & ~wrong_a)), int(np.sum(wrong_a & ~wrong_b))
-        discordant = only_a + only_b
-        difference = (only_b - only_a) / n
-        if discordant == 0:
-            low = high = 0.0
-        else:
-            ci = binomtest(only_b, discordant).proportion_ci(confidence_level=confidence, method="exact")
-            low, high = (discordant * (2 * float(ci.low) - 1) / n, discordant * (2 * float(ci.high) - 1) / n)
-        extra = {"discordant": discordant}
+        difference = float(wrong_b.mean() - wrong_a.mean())
+        low, high = paired_rate_diff_interval(wrong_a, wrong_b, confidence)
+        extra = {"discordant": int(np.sum(wrong_a != wrong_b))}
     else:
         from scipy.stats import bootstrap
 

@@ -154,7 +154,7 @@ def versus(best: dict, second: dict, metric: str, sweep_dir: Path) -> dict:
     """The runner-up against the best job on the same validation samples (their predictions.csv), on the ranking
     metric: with val_loss, the mean difference of their per-sample losses (predictions.compare_loss: a paired BCa
     bootstrap, Student's t past 2000 samples), and their validation error's comparison under "error"; otherwise the
-    validation error's (predictions.compare: McNemar's exact interval, or the RMSE's paired bootstrap), the only
+    validation error's (predictions.compare: Newcombe's paired interval, or the RMSE's paired bootstrap), the only
     per-sample record (train_loss and train_error have none). At the jobs' interval level (1 - report.alpha), 95%
     when the two differ. `level` and `metric` say which."""
     from dlrun.report.predictions import compare, compare_loss, read_val

@@ -305,9 +305,11 @@ def test_shuffled_labels_get_one_verdict_that_explains_both_gaps():
                   baselines={**BASE, "simple_val_error": 0.74, "simple_val_pred": linear})
     assert not d.underfitting.stats["no_signal"] and d.underfitting.stats["versus_chance"]["network"]["interval"][0] > 0.05
     assert d.signal_unconfirmed is None
-    # 600 validation samples at chance: neither confirmed to beat chance nor confirmed not to: no verdict, a note with
-    # the check of the data, which is then the first command (note_actions)
-    d = _diagnose(small, history=_history(train_loss=memorising, val_loss=flat_val),
+    # a network about as much better than chance as the tolerance, on 600 validation samples: neither confirmed to
+    # beat chance by it nor confirmed not to: no verdict, a note with the check of the data, which is then the first
+    # command (note_actions)
+    edge = _evaluation(train=0.2, val=0.70, test=0.75)
+    d = _diagnose(edge, history=_history(train_loss=memorising, val_loss=flat_val),
                   baselines={**BASE, "simple_val_error": 0.74, "simple_val_pred": linear})
     assert not d.underfitting.stats["no_signal"]
     assert d.underfitting.stats["versus_chance"]["network"]["interval"][1] >= 0.05
@@ -588,7 +590,7 @@ def test_a_regressions_decomposition_is_in_the_targets_units_with_intervals():
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_the_excess_over_a_linear_model_fitted_on_the_training_rows_is_paired(task):
     """A linear model fitted on the training split itself (all of it, in order) errs on the same samples as the
-    network: the excess is a paired difference (McNemar's exact interval, a paired bootstrap of the RMSE), not two
+    network: the excess is a paired difference (Newcombe's paired interval, a paired bootstrap of the RMSE), not two
     independent samples'; on other rows (a subsample, or other targets) it stays unpaired."""
     from dlrun.report import stats
     from dlrun.report.diagnosis import Reference, excess_interval
@@ -613,7 +615,7 @@ def test_the_excess_over_a_linear_model_fitted_on_the_training_rows_is_paired(ta
     other = Reference(lin_error, same.name, "linear", 1000, "simple_train_error", sq, (y[::-1], linear[::-1]))
     unpaired = excess_interval(evaluation, other, 0.95)  # the rows in another order: not the same samples
     assert unpaired[0] < error - lin_error < unpaired[1]
-    assert paired[1] - paired[0] < 0.5 * (unpaired[1] - unpaired[0])  # the pairing removes the shared part
+    assert paired[1] - paired[0] < 0.6 * (unpaired[1] - unpaired[0])  # the pairing removes the shared part
 
 
 def test_a_linear_model_that_does_better_on_the_same_validation_samples_is_said_once_where_it_belongs():

@@ -118,7 +118,7 @@ def test_the_runner_up_is_compared_on_the_per_sample_validation_losses_when_rank
     assert ("Job 0 (second) against job 1 (best), validation loss on the same 300 samples: mean per-sample "
             "difference +0.") in md
     assert "(95% interval), higher (confirmed): the best job's lower validation loss is confirmed." in md
-    assert "On validation error: +0.0 pts [+0.0, +0.0], within noise." in md
+    assert "On validation error: +0.0 pts [-1.0, +1.0], within noise." in md  # the same errors: an interval still
 
     # two identical jobs (same seed twice): nothing to tell apart
     _job(tmp_path / "same", "0", 0.3, [0.25, 0.36], losses=base)
@@ -167,7 +167,7 @@ def test_when_ranked_by_val_error_the_runner_up_keeps_the_paired_error_compariso
     summary = write_summary(tmp_path, plots=False)
     vs = summary["runner_up"]
     assert summary["rank_by"]["metric"] == "val_error" and vs["metric"] == "val_error" and "error" not in vs
-    assert vs["discordant"] == 6 and vs["confirmed"] == "higher"  # McNemar: 6 of 6 discordant samples
+    assert vs["discordant"] == 6 and vs["confirmed"] == "higher"  # 6 of 6 discordant samples one way
     md = (tmp_path / "summary.md").read_text()
     assert "validation error on the same 300 samples: +2.0 pts [" in md
 
