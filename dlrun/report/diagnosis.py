@@ -1038,16 +1038,23 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     elif trend in ("oscillating", "diverged"):
         f.evidence.append(f"the training loss is {trend}: the learning rate is likely too big")
         f.actions += [lower_lr, less_reg] if regularised else [lower_lr]
-    elif trend == "falling" and history.stop_reason == "patience":  # more epochs alone would stop at the same one
-        patience = int(_get(settings, "early_stop.patience", 5))
-        f.evidence.append(f"the training loss was still falling when early stopping stopped the run (the validation "
-                          f"metric had not improved for {patience} epochs): the training data is not yet fitted")
-        more_patience = Action("train longer: more patience for early stopping",
-                               next_command(overrides, {"early_stop.patience": patience + max(patience, 5)}))
-        f.actions += [more_patience, raise_lr] + ([less_reg] if regularised else [])
     elif trend == "falling":
-        f.evidence.append("the training loss was still falling at the last epoch: training stopped too early")
-        f.actions += [longer, raise_lr] + ([less_reg] if regularised else [])
+        if history.stop_reason == "patience":  # more epochs alone would stop at the same one: more patience
+            patience = int(_get(settings, "early_stop.patience", 5))
+            f.evidence.append(f"the training loss was still falling when early stopping stopped the run (the "
+                              f"validation metric had not improved for {patience} epochs): the training data is not "
+                              "yet fitted")
+            longer = Action("train longer: more patience for early stopping",
+                            next_command(overrides, {"early_stop.patience": patience + max(patience, 5)}))
+        else:
+            f.evidence.append("the training loss was still falling at the last epoch: training stopped too early")
+        # a learning rate far below the optimizer's usual one (raise_lr jumps more than 10x to it) makes every step
+        # small: the usual rate, in as many epochs, comes before more epochs of small steps
+        small_steps = raised > 10 * lr * (1 + 1e-9)
+        if small_steps:
+            f.evidence.append(f"the learning rate {lr:g} is more than ten times below the optimizer's usual "
+                              f"{raised:g}: its steps are small")
+        f.actions += ([raise_lr, longer] if small_steps else [longer, raise_lr]) + ([less_reg] if regularised else [])
     elif trend == "flat":
         f.evidence.append("the training loss barely moved from the first epoch: the learning rate is too small"
                           + (" or the regularisation too strong" if regularised else ""))

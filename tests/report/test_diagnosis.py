@@ -191,6 +191,14 @@ def test_underfitting_against_the_target_error_and_the_causes():
     assert d.underfitting.actions[0].command == "dlrun 'model.hidden=[64]' early_stop.patience=10"
     assert not any("stopped too early" in e for e in d.underfitting.evidence)
     assert any("still falling when early stopping stopped the run" in e for e in d.underfitting.evidence)
+    # a learning rate a hundred times below Adam's usual one: the usual one first, then more epochs of small steps
+    slow = {**SETTINGS, "optim": {"lr": 1e-5}}
+    d = diagnose(_history(train_loss=falling, val_loss=falling, stop="max_epochs"),
+                 _evaluation(train=0.3, val=0.31, test=0.31), ReportConfig(), ["optim.lr=1e-5"], slow, baselines=BASE,
+                 class_names=CLASSES)
+    assert [a.command for a in d.underfitting.actions[:2]] == ["dlrun optim.lr=0.001",
+                                                               "dlrun optim.lr=1e-5 trainer.max_epochs=40"]
+    assert any("more than ten times below the optimizer's usual 0.001" in e for e in d.underfitting.evidence)
     # a target error above the training error: nothing avoidable
     d = _diagnose(_evaluation(train=0.3, val=0.31, test=0.31), target_error=0.29)
     assert not d.underfitting.detected
