@@ -590,14 +590,13 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     still = _still_improving(history, curves, settings, overrides, [under, over, mismatch, shift], notes)
     # after a run that did not train, a symptom's remedy is tried with a learning rate that trains
     safe = {"optim.lr": health.lower_lr(settings)} if untrained else {}
-    fired = {name for name, f in {"underfitting": under, "overfitting": over, "data_mismatch": mismatch}.items()
-             if f.detected and f.actions}
+    term_findings = {"underfitting": under, "overfitting": over, "data_mismatch": mismatch}
+    fired = {name for name, f in term_findings.items() if f.detected and f.actions}
     decomposition["focus_advice"] = focus_advice(decomposition["focus"], fired, settings) \
         if decomposition["focus"] else None  # with the run's settings, which report.json does not keep
     decomposition["signal_unconfirmed"] = bool(under.stats.get("signal_unconfirmed"))  # the focus sentence says so
     notes.insert(0, focus_note(decomposition, ref.name, task, shift.detected, fired,
-                               {name for name, f in {"underfitting": under, "overfitting": over,
-                                                     "data_mismatch": mismatch}.items() if f.detected}))
+                               {name for name, f in term_findings.items() if f.detected}))
     _drop_repeated_commands([under, over, mismatch, shift], overrides, settings)
     return Diagnosis(underfitting=under, overfitting=over, distribution_shift=shift, data_mismatch=mismatch,
                      decomposition=decomposition, notes=notes, shift_tests=tests, per_class=_jsonable(table),
@@ -723,8 +722,9 @@ def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding,
     low, high = versus["interval"]
     text = (f"a linear model does better on the same validation samples: "
             f"{_pct_in(versus['linear_val_error'], versus.get('linear_val_interval'), task)} vs the network's "
-            f"{_pct_in(versus['val_error'], versus.get('val_interval'), task)} (paired, {100 * (1 - 2 * versus['level']):g}% interval "
-            f"of the difference [{_pct(low, task)}, {_pct(high, task)}]): "
+            f"{_pct_in(versus['val_error'], versus.get('val_interval'), task)} (paired, "
+            f"{100 * (1 - 2 * versus['level']):g}% interval of the difference [{_pct(low, task)}, "
+            f"{_pct(high, task)}]): "
             + _gap_words(_linear_gap(versus, task, scale), task, tol, 1.0 if task == "classification" else scale))
     change = {"model.hidden": []} if model.get("family") == "mlp" else {"model": "mlp", "model.hidden": []}
     what = "a linear model (an MLP without hidden layers), which does better on this data"
@@ -799,18 +799,16 @@ def focus_note(decomposition: dict, reference_name: str, task: str, shift_detect
         finding = FOCUS_FINDING.get(focus)
         fired = fired_with_actions or set()
         detected = fired if detected is None else detected
+        largest = f"focus: {focus.replace('_', ' ')} is the largest term" \
+            + (" confirmed above 0" if decomposition.get("focus_confirmed_only") else "") + f" ({listed})"
+        shift = "; the test split's own gap is the distribution-shift finding" if shift_detected else ""
         if finding in detected and finding not in fired and "underfitting" in fired:
-            return (f"focus: {focus.replace('_', ' ')} is the largest term"
-                    + (" confirmed above 0" if decomposition.get("focus_confirmed_only") else "") + f" ({listed}); the "
-                    f"{finding.replace('_', ' ')} finding's next runs wait until the training error is fixed (they "
-                    "would raise it): the underfitting finding's next runs first"
-                    + ("; the test split's own gap is the distribution-shift finding" if shift_detected else ""))
+            return (f"{largest}; the {finding.replace('_', ' ')} finding's next runs wait until the training error "
+                    f"is fixed (they would raise it): the underfitting finding's next runs first{shift}")
         unconfirmed = "" if finding in detected else \
             f", not confirmed beyond the tolerance (the {finding.replace('_', ' ')} finding did not fire)"
-        largest = "largest term confirmed above 0" if decomposition.get("focus_confirmed_only") else "largest term"
-        return (f"focus: {focus.replace('_', ' ')} is the {largest} ({listed}){unconfirmed}: work on it first "
-                f"(Ng): {decomposition.get('focus_advice') or focus_advice(focus, fired_with_actions or set())}"
-                + ("; the test split's own gap is the distribution-shift finding" if shift_detected else "")
+        return (f"{largest}{unconfirmed}: work on it first (Ng): "
+                f"{decomposition.get('focus_advice') or focus_advice(focus, fired)}{shift}"
                 + (f"; {why}" if why and focus == "avoidable_bias" else ""))
     if decomposition.get("focus_undetermined"):
         return (f"focus: none named ({listed}): the decomposition cannot tell whether the avoidable bias is the "
@@ -852,8 +850,8 @@ def chance_predictions(evaluation: Any) -> np.ndarray:
 
 def baseline_intervals(evaluation: Any, baselines: dict, confidence: float) -> dict[str, list[float]]:
     """The two-sided `confidence` interval of each baseline error: chance's and a linear model's on the validation
-    samples (and the linear model's on train-dev's), the linear model's training error on the rows it was fitted on (stats.model_error_interval); a baseline
-    without its predictions (or not computed) has none."""
+    samples (and the linear model's on train-dev's), the linear model's training error on the rows it was fitted on
+    (stats.model_error_interval); a baseline without its predictions (or not computed) has none."""
     val, dev = evaluation.splits["val"], evaluation.splits.get("train_dev")
     sources = {"chance_error": (val.y_true, chance_predictions(evaluation)),
                "simple_train_error": (baselines.get("simple_fit_true"), baselines.get("simple_fit_pred")),
@@ -1222,11 +1220,11 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
                 f"{c['name']}: {_rate_in(c['val_wrong'], c['val_n'], alpha, task)} of {c['val_n']} wrong on "
                 f"validation -> {_rate_in(c['test_wrong'], c['test_n'], alpha, task)} of {c['test_n']} on test"
                 for c in worst))
-        if shares:  # confirmed by a binomial test per class against its training share (stats.shares)
+        if shares:  # moved beyond 2x by the one rule per class, at alpha/K (evidence.share_changes; stats.shares)
             f.stats["shares"] = shares
             f.evidence.append("classes over/under-represented in test vs train: " + _shares_words(shares, task, alpha))
     # label shift only when the predicted classes moved and the inputs (features, softmax) did not, or the true
-    # class shares differ significantly
+    # class shares moved (confirmed beyond 2x)
     label_shift = ("label_shift" in fired_names and not fired_names & {"ks_softmax", "mmd_features"}) or bool(shares)
     if label_shift:
         f.actions.append(Action("the class priors changed: reweight the classes to the test priors or resample "

@@ -94,9 +94,8 @@ def paired_rate_diff_interval(wrong_a: np.ndarray, wrong_b: np.ndarray,
     rate's Wilson interval, combined with the correlation of the two indicators. McNemar's exact interval, read as
     an interval of the difference, conditions on the number of discordant samples: at a true gap equal to a
     tolerance it confirmed the gap above it in 17% of the simulated runs at a level of 5% when every discordant
-    sample went one way (tests/report/test_calibration.py);
-    a bootstrap of the mean difference confirms 3 discordant samples out of 300 as a difference. No library has it
-    (statsmodels has the independent one and McNemar's test)."""
+    sample went one way (tests/report/test_calibration.py); a bootstrap of the mean difference confirms 3 discordant
+    samples out of 300 as a difference. No library has it (statsmodels has the independent one and McNemar's test)."""
     a, b = np.asarray(wrong_a, dtype=bool).ravel(), np.asarray(wrong_b, dtype=bool).ravel()
     n = len(a)
     if n == 0:
@@ -125,9 +124,8 @@ def paired_error_difference(task: str, y_true: np.ndarray, pred_a: np.ndarray, p
     two-sided `confidence` interval: a paired comparison, which sees a difference that two separate intervals hide.
 
     classification: error rates, Newcombe's paired interval (paired_rate_diff_interval); `discordant` counts the
-    samples one model gets right and the other wrong. regression:
-    RMSE(b) - RMSE(a) in the target's units, a percentile bootstrap over the samples (scipy.stats.bootstrap,
-    paired, 2000 resamples, seeded).
+    samples one model gets right and the other wrong. regression: RMSE(b) - RMSE(a) in the target's units, a
+    percentile bootstrap over the samples (scipy.stats.bootstrap, paired, 2000 resamples, seeded).
     Returns difference, interval [low, high], n, discordant (classification), and `confirmed`: "lower" or "higher"
     when the interval excludes 0, else None (the difference is within noise)."""
     y_true, pred_a, pred_b = (np.asarray(v).ravel() for v in (y_true, pred_a, pred_b))
