@@ -1072,19 +1072,21 @@ def _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, 
     u = curves.get("u_curve") or {}
     f.stats = {"held_out": held_out, "gap": gap.as_dict(), "best_epoch": history.best_epoch,
                "val_min_epoch": curves.get("val_min_epoch"), "epochs_run": history.epochs_run,
-               "val_loss_rise": u.get("relative_rise"), "gap_growing": u.get("gap_growing")}
+               "val_loss_rise": u.get("relative_rise"), "val_loss_rising": u.get("rising"),
+               "gap_growing": u.get("gap_growing")}
     if not gap.passes(tol):
         return f
     f.detected, f.severity = True, _severity(gap, tol)
     f.evidence.append(f"{held_out} error {_fig(other, task)} vs training error {_fig(train, task)}: "
                       + _gap_words(gap, task, tol, scale))
-    if u and u.get("epochs_after_best", 0) >= 3 and (u.get("relative_rise") or 0) > 0.05:
+    if u and u.get("rising"):
         f.evidence.append(f"validation loss was lowest at epoch {u['best_epoch']} and rose by "
-                          f"{100 * u['relative_rise']:.0f}% over the next {u['epochs_after_best']} epochs "
-                          "(the U-curve" + (": early stopping hid part of it)" if history.stop_reason == "patience"
-                                            else ")"))
+                          f"{100 * u['relative_rise']:.0f}% over the next {u['epochs_after_best']} epochs (a fitted "
+                          f"upward trend, one-sided p = {u['rise_p']:.2g}; the U-curve"
+                          + (": early stopping hid part of it)" if history.stop_reason == "patience" else ")"))
     if u and u.get("gap_growing"):
-        f.evidence.append("the gap between validation and training loss grew after the best epoch")
+        f.evidence.append("the gap between validation and training loss grew after the best epoch (a fitted upward "
+                          f"trend, one-sided p = {u['gap_p']:.2g})")
     f.actions += _more_regularisation(settings, overrides)
     smaller = _smaller_model(settings)
     if smaller:

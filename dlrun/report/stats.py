@@ -24,6 +24,8 @@ OSCILLATION_AMPLITUDE = 0.05  # ...and the mean |step| is >= 5% of the mean leve
 FALLING_REL_DROP = 0.01  # falling: the fitted line over the last `window` epochs drops > 1% of the level...
 FALLING_P_VALUE = 0.05  # ...and its slope is negative at this one-sided significance (linregress)
 FLAT_REL_CHANGE = 0.03  # flat: no epoch strays more than 3% from the first one
+U_MIN_EPOCHS = 3  # u_curve: a rise after the best epoch is judged on at least 3 epochs after it...
+U_RISE = 0.05  # ...by more than 5% of the best level, with FALLING_P_VALUE's one-sided trend test
 CURVE_TRENDS = ("falling", "flat", "converged", "oscillating", "diverged", "short")
 
 
@@ -534,30 +536,45 @@ def oscillation(values: np.ndarray, window: int = 5) -> dict:
     return out
 
 
+def _trend_after(epochs: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """(slope per epoch, one-sided p of a slope > 0) of scipy.stats.linregress over the finite points; (nan, nan)
+    with fewer than 3 of them or a constant curve."""
+    from scipy.stats import linregress
+
+    finite = np.isfinite(values)
+    if finite.sum() < 3 or np.ptp(values[finite]) == 0:
+        return math.nan, math.nan
+    fit = linregress(epochs[finite], values[finite], alternative="greater")
+    return float(fit.slope), float(fit.pvalue)
+
+
 def u_curve(val_loss: np.ndarray, best_epoch: int, train_loss: np.ndarray | None = None) -> dict:
     """How far validation loss climbed after its best epoch, and whether the train-val gap kept growing.
 
     best_epoch is 1-based, as EarlyStopping.best_epoch (0: take the epoch of the smallest finite val_loss).
     Returns best_epoch, last_epoch, epochs_after_best (ints); best_val_loss, last_val_loss, relative_rise
-    ((last - best) / |best|, a fraction; inf if the last value is not finite) (floats); gap_slope (per epoch, of
-    val_loss - train_loss from the best epoch on, by scipy.stats.linregress; nan without train_loss or with fewer
-    than 2 finite epochs) and gap_growing (gap_slope > 0).
-    """
-    from scipy.stats import linregress
+    ((last - best) / |best|, a fraction; inf if the last value is not finite) (floats); rise_slope, rise_p (the
+    fitted trend of val_loss per epoch after the best epoch and its one-sided p of a rise) and rising; gap_slope,
+    gap_p (the same for val_loss - train_loss; nan without train_loss) and gap_growing.
 
+    The one rule of the curve descriptors (curve_trend's "falling", mirrored): a rise or a growth is claimed only
+    when a line fitted to the epochs after the best one climbs with a one-sided p < FALLING_P_VALUE (linregress),
+    over at least U_MIN_EPOCHS of them, and for `rising` by more than U_RISE of the best level. The best epoch itself
+    is left out of both fits: it was chosen as the minimum of a noisy curve, so a flat curve that merely jitters
+    would climb away from it.
+    """
     val_loss = np.asarray(val_loss, dtype=np.float64).ravel()
     if best_epoch < 1:
         best_epoch = int(np.nanargmin(np.where(np.isfinite(val_loss), val_loss, np.nan))) + 1
     best, last = float(val_loss[best_epoch - 1]), float(val_loss[-1])
     relative_rise = (last - best) / max(abs(best), np.finfo(float).tiny) if math.isfinite(last) else math.inf
-
-    gap_slope = math.nan
+    after = np.arange(best_epoch + 1, len(val_loss) + 1)  # the epochs after the best one (1-based)
+    enough = len(after) >= U_MIN_EPOCHS
+    rise_slope, rise_p = _trend_after(after, val_loss[best_epoch:])
+    gap_slope = gap_p = math.nan
     if train_loss is not None:
-        gap = (val_loss - np.asarray(train_loss, dtype=np.float64).ravel())[best_epoch - 1:]  # from the best on
-        epochs = np.arange(best_epoch, len(val_loss) + 1)
-        finite = np.isfinite(gap)
-        if finite.sum() >= 2:
-            gap_slope = float(linregress(epochs[finite], gap[finite]).slope)
+        gap = val_loss - np.asarray(train_loss, dtype=np.float64).ravel()
+        gap_slope, gap_p = _trend_after(after, gap[best_epoch:])
     return {
         "best_epoch": int(best_epoch),
         "last_epoch": len(val_loss),
@@ -565,6 +582,11 @@ def u_curve(val_loss: np.ndarray, best_epoch: int, train_loss: np.ndarray | None
         "best_val_loss": best,
         "last_val_loss": last,
         "relative_rise": float(relative_rise),
+        "rise_slope": rise_slope,
+        "rise_p": rise_p,
+        "rising": bool(enough and math.isfinite(relative_rise) and relative_rise > U_RISE
+                       and rise_p < FALLING_P_VALUE),
         "gap_slope": gap_slope,
-        "gap_growing": bool(gap_slope > 0),
+        "gap_p": gap_p,
+        "gap_growing": bool(enough and gap_slope > 0 and gap_p < FALLING_P_VALUE),
     }

@@ -256,9 +256,29 @@ def test_u_curve_finds_the_rise_after_a_planted_minimum():
     result = stats.u_curve(val_loss, best_epoch=10, train_loss=train_loss)
     assert result["epochs_after_best"] == 10
     assert result["relative_rise"] == pytest.approx(0.5)
+    assert result["rising"] is True and result["rise_p"] < 0.001
     assert result["gap_growing"] is True
     assert result["gap_slope"] > 0
     assert stats.u_curve(val_loss, best_epoch=0)["best_epoch"] == 10  # 0: found from the curve
+
+
+def test_u_curve_does_not_call_noise_after_a_minimum_a_rise():
+    """A flat validation loss that jitters by a few percent has a minimum, and its last epoch is usually above it:
+    the rise (and a growing gap beside a flat training loss) is claimed only when a line fitted to the epochs after
+    the minimum climbs with a one-sided p < 0.05, in about 5% of such curves (the best epoch is left out of the fit:
+    it was chosen as the lowest, so every curve would climb away from it)."""
+    rng = np.random.default_rng(0)
+    rising = growing = 0
+    for _ in range(400):
+        val_loss = 1 + 0.05 * rng.standard_normal(30)
+        result = stats.u_curve(val_loss, best_epoch=0, train_loss=np.full(30, 0.5))
+        big = result["epochs_after_best"] >= 3 and result["relative_rise"] > 0.05
+        rising += result["rising"]
+        growing += result["gap_growing"]
+        assert not result["rising"] or big
+    assert rising <= 0.09 * 400 and growing <= 0.09 * 400  # 5% expected; 0.09 x 400 is 4 sd above 20
+    short = stats.u_curve(np.array([1.0, 0.5, 0.9, 1.2]), best_epoch=2, train_loss=np.zeros(4))
+    assert not short["rising"] and not short["gap_growing"]  # two epochs after the best are too few to judge
 
 
 def test_u_curve_no_rise_and_shrinking_gap():
