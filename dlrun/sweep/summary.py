@@ -112,8 +112,8 @@ def ranked(row: dict, summary: dict) -> tuple[Any, Any]:
     return row["objective"], row.get("objective_interval")
 
 
-def _ranking(rows: list[dict]) -> tuple[str, str, Any]:
-    """(metric, mode, sort key) of the ranking (_ranked_field)."""
+def _ranking(rows: list[dict]) -> tuple[str, str, str, Any]:
+    """(row field, metric, mode, sort key) of the ranking (_ranked_field)."""
     field = _ranked_field(rows)
     if field == "objective":
         metric, mode = (rows[0]["monitor"], rows[0]["mode"]) if rows else ("val_error", "min")
@@ -126,7 +126,7 @@ def _ranking(rows: list[dict]) -> tuple[str, str, Any]:
         return (row["status"] != "done", value is None, sign * value if value is not None else 0.0,
                 len(row["job"]), row["job"])
 
-    return metric, mode, key
+    return field, metric, mode, key
 
 
 def summarize(reports: dict[str, dict], failed: Optional[list[dict]] = None,
@@ -134,7 +134,7 @@ def summarize(reports: dict[str, dict], failed: Optional[list[dict]] = None,
     """{job folder: report.json content} (+ failure.json contents) -> the summary, best job first. With the sweep
     folder, the runner-up is compared with the best job sample by sample on the ranking metric (versus)."""
     rows = [_row(job, report) for job, report in reports.items()]
-    metric, mode, key = _ranking(rows)
+    field, metric, mode, key = _ranking(rows)
     rows.sort(key=key)
     runner_up = None
     done = [r for r in rows if r["status"] == "done"]
@@ -147,7 +147,7 @@ def summarize(reports: dict[str, dict], failed: Optional[list[dict]] = None,
     return {"schema_version": SCHEMA_VERSION, "rank_by": {"metric": metric, "mode": mode}, "swept": swept,
             "jobs": rows, "best": done[0]["job"] if done else None, "runner_up": runner_up,
             "failed": failed, "missing": list(missing or []),
-            "folds": fold_groups(rows, swept)}
+            "folds": fold_groups(rows, swept, field, mode)}
 
 
 def versus(best: dict, second: dict, metric: str, sweep_dir: Path) -> dict:
@@ -169,14 +169,14 @@ def versus(best: dict, second: dict, metric: str, sweep_dir: Path) -> dict:
     return {**head, **error}
 
 
-def fold_groups(rows: list[dict], swept: list[str]) -> Optional[list[dict]]:
+def fold_groups(rows: list[dict], swept: list[str], ranked_field: str, mode: str) -> Optional[list[dict]]:
     """k-fold sweeps (split.fold swept): mean and sample standard deviation across folds of each other setting, of
-    the ranking metric (ranked_*: rank_by's, the same for every job), the validation and the test error; best first."""
+    the ranking metric (ranked_*: the rows' field ranked_field, ranked in mode "min" or "max", as _ranking gives
+    them), the validation and the test error; best first."""
     import numpy as np
 
     if "split.fold" not in swept:
         return None
-    ranked_field = _ranked_field(rows)
     others = [k for k in swept if k != "split.fold"]
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -190,7 +190,6 @@ def fold_groups(rows: list[dict], swept: list[str]) -> Optional[list[dict]]:
             entry[f"{name}_mean"] = float(values.mean()) if len(values) else None
             entry[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
         out.append(entry)
-    _, mode, _ = _ranking(rows)
     sign = -1.0 if mode == "max" else 1.0
     out.sort(key=lambda g: (g["ranked_mean"] is None, sign * (g["ranked_mean"] or 0.0)))
     return out
