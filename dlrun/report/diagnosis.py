@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import shlex
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -552,13 +552,17 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
         # regularisation when the run is regularised (weight decay 10 makes the gradients vanish: the symptom's
         # remedies come after its cause's)
         first = under.actions[0].text if under.actions else ""
-        at = 1 if (history.stop_reason == "diverged" or first.startswith("less regularisation")) and first else 0
+        too_big = under.stats.get("steps_too_big")
+        at = 1 if (too_big or first.startswith("less regularisation")) and first else 0
         lr = float(_get(settings, "optim.lr", 1e-3))
+
         # one direction for the learning rate: a loss that barely moved or still falls says the steps are not too
         # big, so a health finding's "lower the learning rate" would contradict the curve's "raise it"
         against_curve = under.stats.get("train_trend") in ("flat", "falling")
         if not untrained:  # a run that did not train at all gets the safe learning rate alone: its symptoms follow
-            under.actions[at:at] = [Action(f"{h.name.replace('_', ' ')}: {text}", next_command(overrides, change))
+            under.actions[at:at] = [Action(f"{h.name.replace('_', ' ')}: {text}",
+                                           next_command(overrides, health.at_safe_lr(change, settings)
+                                                        if too_big else change))
                                     for h in causes for text, change in zip(h.texts, h.changes)
                                     if not (against_curve and change.get("optim.lr", lr) < lr)]
     if under.stats.get("no_signal"):  # one cause explains both gaps: say it once
@@ -588,8 +592,16 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
                      f"{history.best_epoch}'s weights, and a longer run needs the threshold raised or removed"
                      if last is not None else f"early_stop.divergence_threshold={limit} stopped the run")
     still = _still_improving(history, curves, settings, overrides, [under, over, mismatch, shift], notes)
-    # after a run that did not train, a symptom's remedy is tried with a learning rate that trains
-    safe = {"optim.lr": health.lower_lr(settings)} if untrained else {}
+    # after a run that did not train, each symptom's remedy is tried with a learning rate that trains; after one whose
+    # steps were too big on the way, each but those that tame the steps (health.at_safe_lr)
+    if untrained:
+        def safe(change):
+            return {"optim.lr": health.lower_lr(settings), **change}
+    elif under.stats.get("steps_too_big"):
+        def safe(change):
+            return health.at_safe_lr(change, settings)
+    else:
+        safe = None
     term_findings = {"underfitting": under, "overfitting": over, "data_mismatch": mismatch}
     fired = {name for name, f in term_findings.items() if f.detected and f.actions}
     decomposition["focus_advice"] = focus_advice(decomposition["focus"], fired, settings) \
@@ -608,15 +620,17 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
                                      for name, s in evaluation.splits.items()})
 
 
-def _health_entries(found: list, findings: list[Finding], overrides: list[str], safe: dict) -> list[dict]:
-    """The training-health findings for report.json, each remedy as a command (with the safe learning rate after a
-    run that did not train); a command a finding or an earlier health entry already suggests is not repeated."""
+def _health_entries(found: list, findings: list[Finding], overrides: list[str],
+                    safe: Optional[Callable[[dict], dict]] = None) -> list[dict]:
+    """The training-health findings for report.json, each remedy as a command (each change as safe(change) makes it:
+    with a learning rate that trains after a run whose steps were too big); a command a finding or an earlier health
+    entry already suggests is not repeated."""
     seen = {a.command for f in findings for a in f.actions}
     out = []
     for h in found:
         actions = []
         for text, change in zip(h.texts, h.changes):
-            command = next_command(overrides, {**safe, **change})
+            command = next_command(overrides, safe(change) if safe else change)
             if command not in seen:
                 seen.add(command)
                 actions.append({"text": text, "command": command})
@@ -728,7 +742,7 @@ def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding,
             + _gap_words(_linear_gap(versus, task, scale), task, tol, 1.0 if task == "classification" else scale))
     change = {"model.hidden": []} if model.get("family") == "mlp" else {"model": "mlp", "model.hidden": []}
     what = "a linear model (an MLP without hidden layers), which does better on this data"
-    if under.detected and under.stats.get("train_trend") in LR_TRENDS \
+    if under.detected and (under.stats.get("train_trend") in LR_TRENDS or under.stats.get("steps_too_big")) \
             and float(_get(settings, "optim.lr", 1e-3)) != health.default_lr(settings):
         # the training curve blames this run's learning rate: a linear model trained with it would fail the same way
         change["optim.lr"] = health.default_lr(settings)
@@ -907,6 +921,16 @@ def _untrained(history: Any, evaluation: Any, constant: float) -> Optional[str]:
     return None
 
 
+def _blow_up(history: Any, constant: float) -> Optional[tuple[int, float]]:
+    """(epoch, training loss) of the first epoch whose finite training loss exceeded BLOWN_UP times a constant
+    prediction's, in a run that also had epochs below it (one with none is _untrained's "blown_up"): the steps blew
+    the weights up on the way, whatever the loss came back to (SGD at lr=1 on digits: 5.2, then 2921, then ln 10 with
+    every ReLU dead, a curve that looks converged). None if no epoch did."""
+    losses = np.asarray([r["train_loss"] for r in history.rows], dtype=float)
+    above = np.flatnonzero(np.isfinite(losses) & (losses > BLOWN_UP * constant))
+    return (int(above[0]) + 1, float(losses[above[0]])) if above.size else None
+
+
 def _loss(value: float) -> str:
     return f"{value:.3g}"
 
@@ -956,6 +980,9 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
                      next_command(overrides, {"optim.lr": health.lower_lr(settings)}))
     diverged = history.stop_reason == "diverged"
     untrained = _untrained(history, evaluation, constant_loss)
+    spike = None if untrained else _blow_up(history, constant_loss)
+    # the steps were too big at some point: every remedy that follows is tried at a learning rate that trains
+    f.stats["steps_too_big"] = bool(untrained or diverged or spike or curves["train_trend"] == "diverged")
     if untrained:
         f.detected, f.severity = True, "severe"
         f.stats["untrained"] = untrained
@@ -1028,14 +1055,18 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     raise_lr = Action(f"raise the learning rate to {raised:g}", next_command(overrides, {"optim.lr": raised}))
     longer = Action("train longer", next_command(overrides, {"trainer.max_epochs": 2 * max_epochs, **_lift(history)}))
     bigger = Action("a bigger model", next_command(overrides, _bigger_model(settings)))
-    lower_lr = Action("divide the learning rate by 10", next_command(overrides, {"optim.lr": lr / 10}))
-
-    if trend == "short":
+    if spike:  # whatever shape the curve took afterwards, it was not the model's capacity or its epochs
+        epoch, value = spike
+        f.evidence.append(f"the training loss blew up to {_loss(value)} at epoch {epoch}, more than {BLOWN_UP} times "
+                          f"a constant prediction's ({_loss(constant_loss)}): the learning rate is too big (units it "
+                          "pushed into a dead or saturated zone may not recover at that rate)")
+        f.actions += [safe_lr, less_reg] if regularised else [safe_lr]
+    elif trend == "short":
         f.evidence.append("the run trained for a single epoch: too short for its learning curve to say why")
         f.actions += [longer] + ([less_reg] if regularised else [])
     elif trend in ("oscillating", "diverged"):
         f.evidence.append(f"the training loss is {trend}: the learning rate is likely too big")
-        f.actions += [lower_lr, less_reg] if regularised else [lower_lr]
+        f.actions += [safe_lr, less_reg] if regularised else [safe_lr]
     elif trend == "falling":
         if history.stop_reason == "patience":  # more epochs alone would stop at the same one: more patience
             patience = int(_get(settings, "early_stop.patience", 5))

@@ -260,6 +260,39 @@ def test_a_run_that_did_not_train_gets_the_safe_learning_rate_alone_and_its_symp
     assert "untrained" not in d.underfitting.stats
 
 
+def test_a_loss_that_blew_up_and_came_back_to_a_constant_is_blamed_on_the_learning_rate_alone():
+    """SGD at lr=1 on digits: 5.2, then 2921, then ln 10 with every ReLU dead, a curve that looks converged. The
+    report said "too little capacity" and "so more capacity is not what the network lacks", raised the rate tenfold
+    (to a run at chance) and lowered it in the same list, and tried a leaky ReLU at the rate that had killed the
+    ReLUs (it diverged). Now: one direction, down, and each symptom's remedy at that rate, except those that tame
+    the steps themselves (clipping, batch normalisation)."""
+    from tests.report.test_health import _rows
+
+    settings = {**SETTINGS, "optim": {"lr": 1.0, "name": "sgd"}}
+    evaluation = _evaluation(train=0.7, val=0.72)
+    spiked = _history(train_loss=[5.2, 2921.0] + [1.386] * 10, val_loss=[37.0, 24.0] + [1.386] * 10)
+    spiked.dynamics = _rows(dead=0.9, ratio_first_last=100.0)  # dying ReLU, exploding gradients
+    d = diagnose(spiked, evaluation, ReportConfig(), ["optim=sgd", "optim.lr=1.0"], settings, baselines=BASE,
+                 class_names=CLASSES)
+    under = d.underfitting
+    assert under.detected and under.stats["steps_too_big"]
+    assert any("blew up to 2.92e+03 at epoch 2" in e for e in under.evidence)
+    assert not any("too little capacity" in e for e in under.evidence)
+    assert under.actions[0].command == "dlrun optim=sgd optim.lr=0.01"
+    lrs = [float(re.search(r"optim\.lr=(\S+)", a.command).group(1)) for a in under.actions if "optim.lr=" in a.command]
+    assert lrs and max(lrs) <= 1.0  # never raised
+    health_commands = [a.command for a in under.actions if a.text.startswith(("dying relu", "exploding"))]
+    health_commands += [a["command"] for h in d.health for a in h["actions"]]
+    assert health_commands
+    for command in health_commands:
+        tames = "grad_clip" in command or "batchnorm" in command
+        assert ("optim.lr=1.0" in command) == tames and ("optim.lr=0.01" in command) != tames, command
+    # the same curve without the spike is a converged, high loss: capacity, and no blame on the rate
+    flat = _history(train_loss=[5.2, 3.0] + [1.386] * 10, val_loss=[37.0, 24.0] + [1.386] * 10)
+    calm = diagnose(flat, evaluation, ReportConfig(), [], settings, baselines=BASE, class_names=CLASSES).underfitting
+    assert not calm.stats["steps_too_big"] and any("too little capacity" in e for e in calm.evidence)
+
+
 def test_a_divergence_threshold_stop_is_named_and_the_longer_run_lifts_it():
     """early_stop.divergence_threshold stopped a finite run: not a NaN, and a longer run would stop at once again."""
     history = _history(train_loss=[2.3], val_loss=[1.01], stop="divergence_threshold", best=1)
@@ -493,7 +526,7 @@ def test_no_health_remedy_repeats_a_command_the_report_already_gives():
                            [{"reg.batchnorm": True}, {"reg.weight_decay": 0.1}], ["batch norm", "less decay"]),
              HealthFinding("saturation", "90% saturated", [{"reg.batchnorm": True}, {"model.init": "xavier"}],
                            ["batch norm", "xavier"])]
-    entries = _health_entries(found, [finding], [], {})
+    entries = _health_entries(found, [finding], [])
     assert [a["command"] for a in entries[0]["actions"]] == ["dlrun reg.batchnorm=true"]
     assert [a["command"] for a in entries[1]["actions"]] == ["dlrun model.init=xavier"]
 
