@@ -1053,7 +1053,14 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     less_reg = Action("less regularisation (weight decay, dropout, L1)", next_command(overrides, _less_reg(settings)))
     raised = health.raise_lr(settings)
     raise_lr = Action(f"raise the learning rate to {raised:g}", next_command(overrides, {"optim.lr": raised}))
-    longer = Action("train longer", next_command(overrides, {"trainer.max_epochs": 2 * max_epochs, **_lift(history)}))
+    if history.stop_reason == "baseline":  # more epochs would stop at the same one: without the baseline
+        baseline = _get(settings, "early_stop.baseline", None)
+        longer = Action(f"train longer: without early_stop.baseline={baseline:g}, which stopped the run at epoch "
+                        f"{history.epochs_run} because the monitored metric had not beaten it",
+                        next_command(overrides, {"early_stop.baseline": None}))
+    else:
+        longer = Action("train longer", next_command(overrides, {"trainer.max_epochs": 2 * max_epochs,
+                                                                 **_lift(history)}))
     bigger = Action("a bigger model", next_command(overrides, _bigger_model(settings)))
     if spike:  # whatever shape the curve took afterwards, it was not the model's capacity or its epochs
         epoch, value = spike

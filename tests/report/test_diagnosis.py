@@ -306,6 +306,19 @@ def test_a_divergence_threshold_stop_is_named_and_the_longer_run_lifts_it():
     assert longer.command == "dlrun trainer.max_epochs=40 early_stop.divergence_threshold=null"
 
 
+def test_after_an_early_stop_baseline_stop_train_longer_lifts_the_baseline():
+    """early_stop.baseline stopped the run at epoch 5 of 20: "train longer" was trainer.max_epochs=40, which stops at
+    epoch 5 again."""
+    history = _history(train_loss=list(np.linspace(2.0, 1.0, 5)), val_loss=list(np.linspace(2.1, 1.1, 5)),
+                       stop="baseline")
+    settings = {**SETTINGS, "early_stop": {"monitor": "val_loss", "baseline": 0.05, "patience": 5}}
+    d = diagnose(history, _evaluation(train=0.3, val=0.32), ReportConfig(), ["early_stop.baseline=0.05"], settings,
+                 baselines=BASE, class_names=CLASSES)
+    longer = next(a for a in d.underfitting.actions if a.text.startswith("train longer"))
+    assert longer.command == "dlrun early_stop.baseline=null"
+    assert "early_stop.baseline=0.05, which stopped the run at epoch 5" in longer.text
+
+
 def test_a_late_divergence_after_a_good_best_epoch_is_a_note_not_underfitting():
     history = _history(train_loss=[1.0, 0.5, 0.3, float("nan")], val_loss=[1.0, 0.5, 0.3, float("nan")],
                        stop="diverged", best=3)
