@@ -239,7 +239,8 @@ def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], split
     # the data's shape beside the config: a suggested change must fit both (no image augmentation for a table)
     settings = {**settings, "data": {"in_shape": list(splits.in_shape)}}
     diagnosis = diagnose(history, evaluation, cfg.report, overrides, settings=settings, baselines=baselines,
-                         class_names=splits.class_names)
+                         class_names=splits.class_names,
+                         resume=resume_command(overrides, run_dir) if history.stop_reason == "interrupted" else None)
     _relaunch(diagnosis, launch)
     run_info["launch"] = launch
     report = render(run_dir, run_info, history, evaluation, diagnosis, splits, cfg.report, baselines=baselines)

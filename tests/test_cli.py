@@ -137,7 +137,10 @@ def test_a_signal_before_training_says_nothing_was_saved(tmp_path, sig):
     """While the data loads (made slow here, as a big dataset is), a signal stops dlrun at once: one line that does
     not claim a checkpoint, no traceback, and 128 + the signal number."""
     run_dir, loading = tmp_path / "run", tmp_path / "loading"
-    code = ("import pathlib, sys, time; import dlrun.data as d; "
+    # Python's own SIGINT handler, as in a terminal: a shell that starts the tests in the background (`pytest &`)
+    # has its children ignore SIGINT, and Python keeps ignoring it until dlrun installs its handlers for training
+    code = ("import pathlib, signal, sys, time; import dlrun.data as d; "
+            "signal.signal(signal.SIGINT, signal.default_int_handler); "
             f"d.load = lambda *a, **k: (pathlib.Path({str(loading)!r}).touch(), time.sleep(120)); "
             f"sys.argv = ['dlrun', 'hydra.run.dir={run_dir}', *{FAST!r}]; from dlrun.cli import main; main()")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE,

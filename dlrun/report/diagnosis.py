@@ -507,7 +507,8 @@ def _severity(gap: Gap, tolerance: float) -> str:
 
 
 def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str], settings: dict,
-             baselines: Optional[dict] = None, class_names: Optional[list[str]] = None) -> Diagnosis:
+             baselines: Optional[dict] = None, class_names: Optional[list[str]] = None,
+             resume: Optional[str] = None) -> Diagnosis:
     """Decide the findings from the history (per-epoch curves) and the final evaluation of each split.
 
     One statistical rule for every finding: the one-sided (1 - level) lower confidence bound of the gap must exceed
@@ -516,6 +517,7 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     (Bonferroni inside it), which explains the gap or adds a note: an unshifted run gets a shift verdict or a shift
     note at most alpha of the time. A label-free test that fires while the error does not move is a note.
     `baselines`: chance_error, simple_train_error, simple_train_n, simple_val_error, target_scale (report.baselines).
+    `resume`: the command that continues an interrupted run (starting with `dlrun`): its "train longer".
     """
     from dlrun.report import evidence
 
@@ -538,7 +540,7 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
         decomposition["achievable_interval"] = baseline_ints.get(ref.source) if ref.source else None
         decomposition["achievable_name"] = ref.name
     under = _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref, baselines, overrides, settings,
-                          notes, constant_loss(task, num_classes), baseline_ints)
+                          notes, constant_loss(task, num_classes), baseline_ints, resume)
     untrained = under.stats.get("untrained")
     over = _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, settings, target_scale)
     found = health.check(getattr(history, "dynamics", []), history.rows, settings)
@@ -855,11 +857,11 @@ def tolerance_in_units(tol: float, task: str, scale: float) -> float:
     return tol * scale if task == "regression" else tol
 
 
-def chance_predictions(evaluation: Any) -> np.ndarray:
-    """What a model that ignores its input predicts for each validation sample: the training majority class, or
+def chance_predictions(evaluation: Any, split: str = "val") -> np.ndarray:
+    """What a model that ignores its input predicts for each sample of `split`: the training majority class, or
     the training mean (the chance baseline, stats.chance_error)."""
     guess = stats.chance_prediction(evaluation.splits["train"].y_true, evaluation.task)
-    return np.full(evaluation.splits["val"].n, guess)
+    return np.full(evaluation.splits[split].n, guess)
 
 
 def baseline_intervals(evaluation: Any, baselines: dict, confidence: float) -> dict[str, list[float]]:
@@ -879,18 +881,19 @@ def baseline_intervals(evaluation: Any, baselines: dict, confidence: float) -> d
     return out
 
 
-def _versus_chance(evaluation: Any, pred: Optional[np.ndarray], who: str, alpha: float, scale: float) -> Optional[Gap]:
-    """How much better than chance `pred` (n_val,) does on the same validation samples: chance's error minus its
+def _versus_chance(evaluation: Any, pred: Optional[np.ndarray], who: str, alpha: float, scale: float,
+                   split: str = "val") -> Optional[Gap]:
+    """How much better than chance `pred` (n,) does on the same samples of `split`: chance's error minus its
     (paired: Newcombe's paired interval, or a paired bootstrap of the RMSE difference) as a Gap in the gate's units,
     whose `passes` says it beats chance by more than the tolerance with confidence 1 - alpha. None without
     predictions, or with non-finite ones (a diverged regression)."""
-    val = evaluation.splits["val"]
+    val = evaluation.splits[split]
     if pred is None or len(pred) != val.n or not val.n:
         return None
     pred = np.asarray(pred, dtype=np.float64 if evaluation.task == "regression" else None)
     if evaluation.task == "regression" and not np.isfinite(pred).all():
         return None
-    paired = stats.paired_error_difference(evaluation.task, val.y_true, pred, chance_predictions(evaluation),
+    paired = stats.paired_error_difference(evaluation.task, val.y_true, pred, chance_predictions(evaluation, split),
                                            confidence=1 - 2 * alpha)
     unit = 1.0 if evaluation.task == "classification" else scale
     low, high = paired["interval"]
@@ -937,7 +940,7 @@ def _loss(value: float) -> str:
 
 def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Reference, baselines, overrides,
                   settings, notes, constant_loss: float = math.inf,
-                  intervals: Optional[dict[str, list[float]]] = None) -> Finding:
+                  intervals: Optional[dict[str, list[float]]] = None, resume: Optional[str] = None) -> Finding:
     """`intervals`: the baselines' (baseline_intervals), for the reference's and chance's."""
     f = Finding()
     intervals = intervals or {}
@@ -956,13 +959,15 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     val = fig["val"]
     trend = curves["train_trend"]
     # no signal, confirmed by the one rule's mirror: neither the network nor a linear model beats chance on the same
-    # validation samples by as much as the tolerance, with confidence 1 - alpha (Gap.within), and the validation
-    # curve has stopped improving (a run whose validation loss is still falling is first told to train longer; the
-    # training loss may keep falling by memorising, so it does not tell). Neither confirmed to beat chance nor
-    # confirmed not to (splits too small to tell): a note, not a verdict
-    beats = {"network": _versus_chance(evaluation, evaluation.splits["val"].y_pred, "network", alpha, scale),
-             "linear": _versus_chance(evaluation, baselines.get("simple_val_pred"), "linear", alpha, scale)}
-    eligible = (chance is not None and simple_val is not None and target_error is None
+    # held-out samples of the training distribution (train-dev when there is one: validation may come from
+    # elsewhere, dataset.val_from, where a relation that holds in training fails) by as much as the tolerance, with
+    # confidence 1 - alpha (Gap.within), and the validation curve has stopped improving (a run whose validation loss
+    # is still falling is first told to train longer; the training loss may keep falling by memorising, so it does
+    # not tell). Neither confirmed to beat chance nor confirmed not to (splits too small to tell): a note, not a verdict
+    held, linear_held, _, held_truth, linear_pred = _linear_held_out(baselines, evaluation)
+    beats = {"network": _versus_chance(evaluation, evaluation.splits[held].y_pred, "network", alpha, scale, held),
+             "linear": _versus_chance(evaluation, linear_pred, "linear", alpha, scale, held)}
+    eligible = (chance is not None and linear_held is not None and target_error is None
                 and curves["val_trend"] not in ("falling", "short") and all(g is not None for g in beats.values()))
     no_signal = eligible and all(g.within(tol) for g in beats.values())
     unsure = eligible and not no_signal and not any(g.passes(tol) for g in beats.values())
@@ -997,13 +1002,22 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
         notes.append(f"the training diverged after epoch {history.best_epoch}, whose weights were restored and are "
                      f"judged here; to train further, lower the learning rate: {safe_lr.command}")
     unit = 1.0 if task == "classification" else scale
-    versus = (f"validation {'error' if task == 'classification' else 'RMSE'} "
-              f"{_pct_in(val.error, [val.low, val.high], task)} and a linear model's "
-              f"{_pct_in(simple_val, intervals.get('simple_val_error'), task)} vs chance's "
-              f"{_pct_in(chance, intervals.get('chance_error'), task)} on the same validation samples")
-    check = Action("check the data and the labels (are inputs and labels aligned, or did a shuffle separate them? a "
-                   "wrong target column? is the task learnable from these inputs?), then a train-dev split, which "
-                   "tells memorising from a mismatch", next_command(overrides, {"split.train_dev": 0.1}))
+    held_fig, held_words = fig[held], "validation" if held == "val" else "train-dev"
+    if held == "val":
+        chance_held, chance_interval = chance, intervals.get("chance_error")
+    else:  # chance on train-dev's samples, by the baselines' own rule
+        chance_pred = chance_predictions(evaluation, held)
+        chance_held = float(stats.model_error(task, held_truth, chance_pred))
+        chance_interval = list(stats.model_error_interval(task, held_truth, chance_pred, 1 - alpha))
+    versus = (f"{held_words} {'error' if task == 'classification' else 'RMSE'} "
+              f"{_pct_in(held_fig.error, [held_fig.low, held_fig.high], task)} and a linear model's "
+              f"{_pct_in(linear_held, intervals.get(f'simple_{held}_error'), task)} vs chance's "
+              f"{_pct_in(chance_held, chance_interval, task)} on the same {held_words} samples")
+    data_check = ("check the data and the labels (are inputs and labels aligned, or did a shuffle separate them? a "
+                  "wrong target column? is the task learnable from these inputs?)")
+    # a train-dev split tells memorising from a mismatch; a run that has one is judged on it already
+    check = Action(f"{data_check}, then a train-dev split, which tells memorising from a mismatch",
+                   next_command(overrides, {"split.train_dev": 0.1})) if held == "val" else None
     if no_signal:
         f.detected, f.severity = True, "severe"  # nothing to learn: the worst case there is
         f.evidence.append(f"{versus}: neither beats chance by as much as the tolerance, with confidence (the "
@@ -1015,10 +1029,13 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
             f.evidence.append(f"the training error {_pct_in(train.error, [train.low, train.high], task)} is below "
                               "chance only by memorising (which is also why validation is worse: no separate "
                               "overfitting verdict)")
-        f.actions.append(check)
+        if check is not None:
+            f.actions.append(check)
+        else:  # nothing to run: what is left is to look at the data
+            f.evidence.append(f"what is left: {data_check}")
         return f
     if unsure:
-        f.stats["signal_unconfirmed"] = {"action": asdict(check)}
+        f.stats["signal_unconfirmed"] = {"action": asdict(check) if check is not None else None}
         confirmed_not = [who for who in ("network", "linear") if beats[who].within(tol)]
         names = {"network": "the network", "linear": "the linear model"}
         if confirmed_not:  # one of the two is confirmed not to beat chance, the other is not known either way
@@ -1031,8 +1048,8 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
                      f"advantage, paired: {_gap_words(beats['network'], task, tol, unit)}, "
                      f"{_upper_words(beats['network'], task, tol, unit)}; the linear model's: "
                      f"{_gap_words(beats['linear'], task, tol, unit)}, {_upper_words(beats['linear'], task, tol, unit)}"
-                     f"); {either}: the inputs may carry no usable relation to the outputs; {check.text}: "
-                     f"{check.command}")
+                     f"); {either}: the inputs may carry no usable relation to the outputs; "
+                     + (f"{check.text}: {check.command}" if check is not None else data_check))
     if ref.kind == "target" and math.isfinite(high) and high < 0:  # below the best achievable, with confidence
         notes.append(f"the training error {_pct_in(train.error, [train.low, train.high], task)} is below "
                      f"report.target_error ({_pct(reference, task)}) with confidence: the target is above what this "
@@ -1058,6 +1075,10 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
         longer = Action(f"train longer: without early_stop.baseline={baseline:g}, which stopped the run at epoch "
                         f"{history.epochs_run} because the monitored metric had not beaten it",
                         next_command(overrides, {"early_stop.baseline": None}))
+    elif history.stop_reason == "interrupted" and resume and history.epochs_run < max_epochs:
+        # a new run of twice the epochs would start again from scratch: the interrupted one continues
+        longer = Action(f"train longer: resume the interrupted run for its remaining {max_epochs - history.epochs_run}"
+                        " epochs", resume)
     else:
         longer = Action("train longer", next_command(overrides, {"trainer.max_epochs": 2 * max_epochs,
                                                                  **_lift(history)}))
@@ -1082,6 +1103,9 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
                               "yet fitted")
             longer = Action("train longer: more patience for early stopping",
                             next_command(overrides, {"early_stop.patience": patience + max(patience, 5)}))
+        elif history.stop_reason == "interrupted":
+            f.evidence.append(f"the training loss was still falling when the run was interrupted at epoch "
+                              f"{history.epochs_run} of {max_epochs}")
         else:
             f.evidence.append("the training loss was still falling at the last epoch: training stopped too early")
         # a learning rate far below the optimizer's usual one (raise_lr jumps more than 10x to it) makes every step

@@ -334,9 +334,15 @@ def _focus_words(decomposition: dict, percent: bool, fired: set[str], detected: 
 
 
 def first_action(report: dict) -> dict | None:
-    """The command to run first: the first action of the first finding that fired with one, else the first command a
-    note suggests ({lead, text, command})."""
+    """The command to run first ({lead, text, command}): an interrupted run's resume command (its verdicts judge a
+    partial training); the first action of the first finding that fired with one; else the first command a note
+    suggests."""
     from dlrun.report.diagnosis import note_actions
+
+    run = report["run"]
+    if run.get("stop_reason") == "interrupted" and run.get("resume_command"):
+        return {"lead": f"The run was interrupted at epoch {run['epochs_run']} of {run['max_epochs']}",
+                "text": "resume it (the verdicts below judge a partial training)", "command": run["resume_command"]}
 
     fired = next(((name, f["actions"][0]) for name, f in report["diagnosis"].items() if f["detected"] and f["actions"]),
                  None)

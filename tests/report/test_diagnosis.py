@@ -319,6 +319,20 @@ def test_after_an_early_stop_baseline_stop_train_longer_lifts_the_baseline():
     assert "early_stop.baseline=0.05, which stopped the run at epoch 5" in longer.text
 
 
+def test_an_interrupted_run_still_falling_is_resumed_not_restarted_longer():
+    history = _history(train_loss=list(np.linspace(2.0, 1.0, 12)), val_loss=list(np.linspace(2.1, 1.1, 12)),
+                       stop="interrupted")
+    settings = {**SETTINGS, "trainer": {"max_epochs": 500}}
+    resume = "dlrun trainer.max_epochs=500 trainer.resume=/tmp/run"
+    d = diagnose(history, _evaluation(train=0.3, val=0.32), ReportConfig(), ["trainer.max_epochs=500"], settings,
+                 baselines=BASE, class_names=CLASSES, resume=resume)
+    longer = next(a for a in d.underfitting.actions if a.text.startswith("train longer"))
+    assert longer.command == resume and "remaining 488 epochs" in longer.text
+    assert "the training loss was still falling when the run was interrupted at epoch 12 of 500" in \
+        d.underfitting.evidence
+    assert not any("trainer.max_epochs=1000" in a.command for a in d.underfitting.actions)
+
+
 def test_a_late_divergence_after_a_good_best_epoch_is_a_note_not_underfitting():
     history = _history(train_loss=[1.0, 0.5, 0.3, float("nan")], val_loss=[1.0, 0.5, 0.3, float("nan")],
                        stop="diverged", best=3)
@@ -326,6 +340,36 @@ def test_a_late_divergence_after_a_good_best_epoch_is_a_note_not_underfitting():
     assert not d.underfitting.detected
     note = next(n for n in d.notes if "diverged after epoch 3" in n)
     assert "optim.lr=0.0001" in note
+
+
+def test_no_signal_is_judged_on_train_dev_when_validation_may_come_from_elsewhere():
+    """dataset.val_from with flipped labels: neither model beats chance on validation, but both do on train-dev
+    (5% against 75%): the relation holds in the training distribution, so no "no usable relation" (the data
+    mismatch finding measures the rest), and no "then a train-dev split" to a run that has one."""
+    flat_val = [1.4] * 12
+    memorising = list(np.linspace(1.4, 0.3, 12))
+    evaluation = _evaluation(train=0.05, val=0.74, dev=0.05, n=(2000, 20000, 600))
+    val_y, dev_y = evaluation.splits["val"].y_true, evaluation.splits["train_dev"].y_true
+    baselines = {**BASE, "simple_val_error": 0.74, "simple_val_pred": _guesses(val_y, 0.74, seed=5),
+                 "simple_train_dev_error": 0.05, "simple_train_dev_n": len(dev_y),
+                 "simple_train_dev_pred": _guesses(dev_y, 0.05, seed=6)}
+    history = _history(train_loss=memorising, val_loss=flat_val)
+    d = _diagnose(evaluation, history=history, baselines=baselines)
+    assert not d.underfitting.stats["no_signal"] and d.signal_unconfirmed is None
+    assert d.underfitting.stats["versus_chance"]["network"]["interval"][0] > 0.5  # on train-dev: far above chance
+    assert d.data_mismatch.detected
+    # the same run whose train-dev is at chance too: no signal, said of train-dev, and nothing to add a split for
+    big_dev = _evaluation(train=0.2, val=0.74, n=(2000, 20000, 600))
+    big_dev.splits["train_dev"] = _split(20000, 0.74, 3)  # 20,000 train-dev samples: enough to confirm
+    dev_y = big_dev.splits["train_dev"].y_true
+    at_chance = {**baselines, "simple_train_dev_error": 0.74, "simple_train_dev_n": len(dev_y),
+                 "simple_train_dev_pred": _guesses(dev_y, 0.74, seed=7)}
+    d = _diagnose(big_dev, history=history, baselines=at_chance)
+    assert d.underfitting.stats["no_signal"]
+    assert d.underfitting.evidence[0].startswith("train-dev error ") and "on the same train-dev samples" in \
+        d.underfitting.evidence[0]
+    assert not any("split.train_dev" in a.command for a in d.underfitting.actions)
+    assert any(e.startswith("what is left: check the data") for e in d.underfitting.evidence)
 
 
 def test_shuffled_labels_get_one_verdict_that_explains_both_gaps():

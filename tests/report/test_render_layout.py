@@ -159,6 +159,24 @@ def test_without_a_finding_the_first_command_is_a_notes_suggestion(capsys):
     assert first_action(report) is None
 
 
+def test_an_interrupted_runs_first_command_resumes_it():
+    """A run Ctrl-C stopped at epoch 74 of 500 was told to start again from scratch with trainer.max_epochs=1000
+    (its loss was still falling), or "None to run"; its resume command was only in report.json and the log."""
+    from dlrun.report.render import first_action
+
+    resume = "dlrun model=lenet trainer.max_epochs=500 trainer.resume=/tmp/run"
+    report = {
+        "run": {"model": "lenet", "dataset": "digits", "epochs_run": 74, "max_epochs": 500, "best_epoch": 74,
+                "stop_reason": "interrupted", "task": "classification", "resume_command": resume},
+        "diagnosis": {"underfitting": {"detected": True, "severity": "mild", "evidence": [],
+                                       "actions": [{"text": "raise the learning rate", "command": "dlrun optim.lr=1"}]}},
+    }
+    first = first_action(report)
+    assert first["command"] == resume and first["lead"] == "The run was interrupted at epoch 74 of 500"
+    report["run"]["stop_reason"] = "max_epochs"
+    assert first_action(report)["command"] == "dlrun optim.lr=1"
+
+
 def test_the_focus_sentence_points_at_the_shift_finding_when_it_fired():
     """Focus on variance and a first command for the shift must not read as two directions without a word."""
     from dlrun.report.render import _focus_sentence
