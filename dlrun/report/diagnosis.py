@@ -969,8 +969,11 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
              "linear": _versus_chance(evaluation, linear_pred, "linear", alpha, scale, held)}
     eligible = (chance is not None and linear_held is not None and target_error is None
                 and curves["val_trend"] not in ("falling", "short") and all(g is not None for g in beats.values()))
-    no_signal = eligible and all(g.within(tol) for g in beats.values())
-    unsure = eligible and not no_signal and not any(g.passes(tol) for g in beats.values())
+    # a model confirmed to beat chance at all (the lower bound above 0, if not by the tolerance) shows a relation:
+    # with skewed classes (chance at 10%) a network at 4.3% is not "no usable relation"
+    related = any(g is not None and g.passes(0.0) for g in beats.values())
+    no_signal = eligible and not related and all(g.within(tol) for g in beats.values())
+    unsure = eligible and not related and not no_signal and not any(g.passes(tol) for g in beats.values())
     f.stats = {"train_error": train.error, "train_error_interval": [train.low, train.high], "reference": reference,
                "reference_name": ref_name, "reference_interval": ref_interval, "excess": excess, "gap": gap.as_dict(),
                "chance_error": chance, "chance_error_interval": intervals.get("chance_error"),
