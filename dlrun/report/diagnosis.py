@@ -1276,9 +1276,15 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
     for t in fired:
         f.evidence.append(f"{t['what']}: p = {t['p_value']:.2g} < {t['level']:.2g} ({t['detail']})")
     if not fired:
-        f.evidence.append("no label-free test between validation and test inputs fires: the validation split may "
-                          "have been overfit by early stopping or model selection (its error is optimistic), or "
-                          "p(y|x) changed")
+        bound = _selection_optimism(val, history.epochs_run, alpha)  # in the figures' units
+        if math.isfinite(gap.low) and gap.low <= (bound if task == "classification" else bound / scale):
+            why = ("the validation split may have been overfit by early stopping or model selection (its error is "
+                   "optimistic), or p(y|x) changed")
+        else:  # E[max of E Gaussians of sd s] <= s sqrt(2 ln E), whatever their correlation
+            why = (f"the gap is too large for the choice of the best of {history.epochs_run} epochs on {val.n} "
+                   f"validation samples to explain (that optimism is at most about {_pct(bound, task)}): like inputs "
+                   "have other labels in test (p(y|x) changed), or the inputs changed in a way these tests miss")
+        f.evidence.append("no label-free test between validation and test inputs fires: " + why)
     if table is not None:
         worst = evidence.worst_classes(table, tol, alpha / 2)
         if worst:  # confirmed by the one rule per class, at alpha/K (evidence.worst_classes; stats.classes)
@@ -1297,6 +1303,8 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
         f.actions.append(Action("the class priors changed: reweight the classes to the test priors or resample "
                                 "the training data; a train-dev split separates variance from mismatch",
                                 next_command(overrides, {"split.train_dev": 0.1})))
+    elif not fired_names & {"ks_softmax", "mmd_features"}:
+        pass  # no test says the inputs moved: an augmentation against changed inputs has nothing to aim at
     elif health.fits({"reg.augment.rotation": 15}, settings):
         f.actions.append(Action("augment the training data (noise, rotation) so the model is less sensitive to "
                                 "changed inputs; better, with the change you find in the test data",
@@ -1306,6 +1314,24 @@ def _shift(fig, evaluation, history, task, tol, alpha, overrides, tests, table, 
         f.actions.append(Action("augment the training data with input noise (the augmentation for tables and "
                                 "sequences) so the model is less sensitive to changed inputs",
                                 next_command(overrides, {"reg.augment.noise": more_noise(settings, 0.3)})))
-    f.actions.append(Action("review the test data and the per-class errors; a train-dev split separates variance "
-                            "from data mismatch", next_command(overrides, {"split.train_dev": 0.1})))
+    errors = "the per-class errors" if task == "classification" else "its largest residuals (the residuals figure)"
+    if "train_dev" in fig:
+        f.actions.append(Action(f"review the test data and {errors}, and how the test data were collected",
+                                next_command(overrides, {"split.train_dev": 0.1})))
+    else:
+        f.actions.append(Action(f"review the test data and {errors}; a train-dev split separates variance from "
+                                "data mismatch", next_command(overrides, {"split.train_dev": 0.1})))
     return f
+
+
+def _selection_optimism(val: Any, epochs: int, alpha: float) -> float:
+    """An upper bound on how optimistic validation's error is after choosing the best of `epochs` epochs on it:
+    sigma sqrt(2 ln epochs), sigma the standard error of validation's error (from its 1 - alpha interval's width),
+    the bound on the expected maximum of that many Gaussians whatever their correlation. In the figures' units (a
+    fraction, or the RMSE in the target's units)."""
+    from scipy.stats import norm
+
+    if epochs < 2 or not (math.isfinite(val.low) and math.isfinite(val.high)):
+        return 0.0 if epochs < 2 else math.inf
+    sigma = (val.high - val.low) / (2 * norm.ppf(1 - alpha / 2))
+    return float(sigma * math.sqrt(2 * math.log(epochs)))
