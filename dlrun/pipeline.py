@@ -225,6 +225,7 @@ def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], split
         "precision": history.precision, "torch_version": torch.__version__, "dlrun_version": dlrun.__version__,
         "epochs_run": history.epochs_run, "max_epochs": cfg.trainer.max_epochs, "best_epoch": history.best_epoch,
         "stop_reason": history.stop_reason, "wall_seconds": history.wall_seconds, "parameters": n_params,
+        "resumed_from": history.resumed_from,  # wall_seconds counts the epochs after it only
         "model": cfg.model.family, "dataset": cfg.dataset.name, "task": splits.task,
         "shift": splits.shift, "interrupted": history.stop_reason == "interrupted",
         "interval_level": 1 - cfg.report.alpha,  # the confidence of every interval in metrics

@@ -36,6 +36,8 @@ def test_a_diverged_run_exits_4_and_a_gated_verdict_exits_5_both_with_their_repo
     assert diverged.returncode == EXIT_DIVERGED, diverged.stderr
     assert "the run diverged" in diverged.stderr and "Traceback" not in diverged.stderr
     assert json.loads((tmp_path / "a" / "report.json").read_text())["run"]["stop_reason"] == "diverged"
+    page = (tmp_path / "a" / "report.md").read_text()  # NaN from the first epoch: not "the weights of epoch 0"
+    assert "1 epoch, no finite epoch (judged on the weights it ended with)" in page and "epoch 0" not in page
     gated = run_dlrun(["optim.lr=1e-6", "trainer.max_epochs=3", "report.fail_on=[underfitting,overfitting]",
                        *QUICK, f"hydra.run.dir={tmp_path / 'b'}"], tmp_path)
     assert gated.returncode == EXIT_VERDICT, gated.stderr

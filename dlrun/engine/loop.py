@@ -52,6 +52,7 @@ class History:
     rank: int = 0  # this process under torchrun
     world_size: int = 1  # processes that trained together (DDP)
     dynamics: list[dict] = field(default_factory=list)  # training-health probes (engine/health.py), dynamics.csv
+    resumed_from: int = 0  # epochs a resumed run had finished before this session (wall_seconds is this session's)
 
     @property
     def epochs_run(self) -> int:
@@ -344,6 +345,7 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
         if scaler is not None and resume.get("scaler") is not None:
             scaler.load_state_dict(resume["scaler"])
         rows = [dict(r) for r in resume["history"]]
+        resumed_from = len(rows)
         best_state = resume.get("best_model")
         partial = resume.get("partial")
         if probe is not None:
@@ -539,7 +541,8 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     return History(rows=rows, best_epoch=final_epoch, stop_reason=stop_reason,
                    wall_seconds=time.perf_counter() - wall_start, device=str(device), precision=rt.precision,
                    signal=interrupted, held=held, notes=notes, rank=rt.rank, world_size=rt.world_size,
-                   dynamics=list(probe.rows) if probe is not None else [])
+                   dynamics=list(probe.rows) if probe is not None else [],
+                   resumed_from=resumed_from if resume is not None else 0)
 
 
 def choose_loader(loader: str, splits, device: torch.device, gpu_share: float = 0.25) -> str:

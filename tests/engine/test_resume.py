@@ -89,6 +89,11 @@ def test_a_signal_mid_epoch_resumes_exactly(tmp_path, groups):
     b = checkpoint.load(tmp_path / "resumed" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert whole.report["metrics"] == resumed.report["metrics"]
+    # the header says the resume, and that its seconds count the epochs since (not "6 epochs in 0.4 s")
+    assert whole.report["run"]["resumed_from"] == 0 and resumed.report["run"]["resumed_from"] == 2
+    header = (tmp_path / "resumed" / "report.md").read_text()
+    assert "6 epochs (resumed after epoch 2), judged" in header and " s (since resuming)" in header
+    assert "resumed after" not in (tmp_path / "whole" / "report.md").read_text()
 
 
 def test_a_signal_in_the_last_batch_of_the_last_epoch_leaves_the_run_finished(tmp_path):
