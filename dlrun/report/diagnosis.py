@@ -339,7 +339,8 @@ def reference(task: str, tol: float, target_error: Optional[float], baselines: d
     if _memorised(task, tol, baselines, evaluation, alpha):
         split, held, held_n, truth, pred = _linear_held_out(baselines, evaluation)
         where = "train-dev" if split == "train_dev" else "validation"
-        return Reference(held, f"a linear model's {where} error (it memorised its training rows)", "linear",
+        return Reference(held, f"a linear model's {where} error (it overfits its training rows: its {where} error is "
+                         "above its training error by more than the tolerance)", "linear",
                          held_n, f"simple_{split}_error", _squared_errors(task, truth, pred))
     if simple is not None and math.isfinite(simple):
         fit_true, fit_pred = baselines.get("simple_fit_true"), baselines.get("simple_fit_pred")

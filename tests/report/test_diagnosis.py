@@ -882,7 +882,7 @@ def test_a_linear_model_that_memorised_its_rows_is_not_the_reference():
                  "simple_val_n": 600}
     d = _diagnose(_evaluation(train=0.08, val=0.15, test=0.15, n=(180, 600, 600)), baselines=memorised)
     assert not d.underfitting.detected
-    assert d.underfitting.stats["reference"] == 0.2 and "memorised" in d.underfitting.stats["reference_name"]
+    assert d.underfitting.stats["reference"] == 0.2 and "overfits its training rows" in d.underfitting.stats["reference_name"]
     assert d.decomposition["achievable_name"] == d.underfitting.stats["reference_name"]  # the table names it
     # memorising is judged by the one rule: 6.5 points above its training error on 200 samples is not confirmed
     # above the tolerance, so its training error stays the reference
@@ -912,7 +912,9 @@ def test_with_a_train_dev_split_memorising_is_judged_on_train_dev_not_on_a_valid
                   "simple_train_dev_pred": _guesses(dev.y_true, 0.2, seed=5)}
     d = _diagnose(evaluation, baselines=memorising)
     assert d.underfitting.stats["reference"] == 0.2
-    assert d.underfitting.stats["reference_name"] == "a linear model's train-dev error (it memorised its training rows)"
+    assert d.underfitting.stats["reference_name"] == (
+        "a linear model's train-dev error (it overfits its training rows: its train-dev error is above its training "
+        "error by more than the tolerance)")
     assert d.decomposition["achievable_interval"] == d.baseline_intervals["simple_train_dev_error"]
 
 
