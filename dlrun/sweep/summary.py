@@ -66,9 +66,11 @@ def _objective_interval(objective: dict, metrics: dict) -> tuple[Optional[list],
     names = EVALUATED.get(objective["monitor"])
     value = objective["value"]
     evaluated = metrics.get("val", {}).get(names[0]) if names else None
-    if value is None or evaluated is None:
+    if evaluated is None or not math.isfinite(evaluated):
         return None, None
     interval = metrics["val"].get(names[1])  # None in reports written before the loss had one
+    if value is None:  # no finite value to rank by (a run that diverged): its evaluated weights' value still counts
+        return None, {"value": evaluated, "interval": interval}
     if math.isclose(value, evaluated, rel_tol=SAME_VALUE, abs_tol=1e-12):
         return interval, None
     return None, {"value": evaluated, "interval": interval}

@@ -104,6 +104,18 @@ def test_a_ranked_value_that_is_not_the_evaluated_weights_gets_no_interval_and_s
     assert (row["val_loss"], row["val_loss_low"], row["val_loss_high"]) == ("0.3", "", "")
 
 
+def test_a_diverged_job_without_a_ranked_value_still_shows_its_evaluated_loss(tmp_path):
+    """A job that diverged after its best epoch has no objective (null), but its restored weights were evaluated:
+    the summary showed 'n/a' and nothing below the table, though it compared that loss with the best job's."""
+    _job(tmp_path, "0", 0.13, [0.07, 0.23])
+    _job(tmp_path, "1", None, [4.60, 6.06], evaluated=5.28)
+    summary = write_summary(tmp_path, plots=False)
+    diverged = next(r for r in summary["jobs"] if r["job"] == "1")
+    assert summary["jobs"][0]["job"] == "0"
+    assert diverged["objective_evaluated"] == {"value": 5.28, "interval": [4.60, 6.06]}
+    assert "job 1's have 5.2800 [4.6000, 6.0600]" in (tmp_path / "summary.md").read_text()
+
+
 def test_the_runner_up_is_compared_on_the_per_sample_validation_losses_when_ranked_by_val_loss(tmp_path):
     rng = np.random.default_rng(0)
     base = rng.exponential(0.3, 300)  # skewed, as cross-entropies are
