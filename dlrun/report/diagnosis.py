@@ -210,7 +210,7 @@ def interval_text(pair: Any, percent: bool) -> str:
     is missing or not finite. The one format of every interval in the report's sentences and tables."""
     if not pair or any(bound is None or not math.isfinite(bound) for bound in pair):
         return ""
-    low, high = pair
+    low, high = (bound + 0.0 for bound in pair)  # + 0.0: -0.0 (an interval of zero losses) prints as 0
     return f"[{100 * low:.1f}, {100 * high:.1f}]" if percent else f"[{low:.4g}, {high:.4g}]"
 
 

@@ -1013,3 +1013,10 @@ def test_overfitting_remedies_never_lower_what_the_run_has_and_more_data_fits_k_
     assert kfold["more data: 10 folds, each training on 90% of what the test split leaves (now 80%)"] == \
         "dlrun split.folds=10"
     assert not any(text.startswith("more data") for text in overfit(split={"folds": 10, "fold": 0}))
+
+
+def test_an_interval_of_zero_losses_is_not_printed_as_minus_zero():
+    from dlrun.report.diagnosis import interval_text
+
+    assert interval_text([-0.0, -0.0], False) == "[0, 0]"  # every image of a tiny folder right: "[-0, -0]"
+    assert interval_text([-0.0, 0.049], True) == "[0.0, 4.9]"
