@@ -61,7 +61,7 @@ def load(dataset_cfg, split_cfg, shift_cfg=None) -> Splits:
             raise DlrunError(f"dataset.{part}_from={path!r} encodes to inputs of shape {other.x.shape[1:]}, the "
                              f"training data to {x.shape[1:]}")
         raw[part] = (other.x, other.y, np.arange(len(other.y)))
-    shift_name = getattr(shift_cfg, "name", "none")
+    shift_name, shift_detail = getattr(shift_cfg, "name", "none"), ""
     if shift_name != "none":
         from dlrun.data.shift import apply_shift
 
@@ -69,6 +69,8 @@ def load(dataset_cfg, split_cfg, shift_cfg=None) -> Splits:
         x_s, y_s, kept = apply_shift(x_test, y_test, shift_cfg, source.task, len(source.class_names),
                                      x[parts["train"]])
         raw["test"] = (x_s.astype(np.float32), y_s, idx_test[kept])
+        shift_detail = f"severity {shift_cfg.severity}, fraction {shift_cfg.fraction:g}" + (
+            f"; kept {len(kept)} of {len(y_test)} test samples" if len(kept) != len(y_test) else "")
         log.info("planted shift %s (severity %d, fraction %g) in the test split", shift_name,
                  shift_cfg.severity, shift_cfg.fraction)
 
@@ -87,6 +89,7 @@ def load(dataset_cfg, split_cfg, shift_cfg=None) -> Splits:
         task=source.task, num_outputs=num_outputs, in_shape=tuple(x.shape[1:]),
         class_names=list(source.class_names), mean=torch.from_numpy(mean), std=torch.from_numpy(std),
         description=source.description, target_mean=y_mean, target_scale=y_scale, shift=shift_name,
+        shift_detail=shift_detail,
         origins={part: brought.get(part, "split") for part in ("val", "test")},
     )
     log.info("data %s: %s", dataset_cfg.name, ", ".join(f"{k}={len(s)}" for k, s in splits.items()))

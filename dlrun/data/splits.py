@@ -40,6 +40,7 @@ class Splits:
     target_mean: float = 0.0  # regression: targets are standardised with the training split's mean and std;
     target_scale: float = 1.0  # errors (RMSE) are reported back in the target's own units
     shift: str = "none"  # the distribution shift planted in the test split, if any
+    shift_detail: str = ""  # its severity and fraction, and for label_prior how many test samples it kept
     origins: dict = None  # {"val": ..., "test": ...}: "split" (carved from the dataset) or the file it came from
 
     def items(self) -> list[tuple[str, Split]]:

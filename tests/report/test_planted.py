@@ -99,6 +99,11 @@ def test_planted_shift_is_detected(tmp_path, shift):
         assert len(commands) == len(set(commands))
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["run"]["shift"] == shift
+    # the header says how strong, and when label_prior subsampled the test split, how much of it is left
+    detail = saved["run"]["shift_detail"]
+    assert detail.startswith("severity 5, fraction ")
+    assert (f"; kept {saved['metrics']['test']['n']} of 360 test samples" in detail) == (shift == "label_prior")
+    assert f"planted shift: {shift}, {detail})" in (tmp_path / "report.md").read_text()
 
 
 def test_report_files_and_plots(tmp_path):
