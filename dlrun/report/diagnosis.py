@@ -745,11 +745,25 @@ def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding,
             + _gap_words(_linear_gap(versus, task, scale), task, tol, 1.0 if task == "classification" else scale))
     change = {"model.hidden": []} if model.get("family") == "mlp" else {"model": "mlp", "model.hidden": []}
     what = "a linear model (an MLP without hidden layers), which does better on this data"
-    if under.detected and (under.stats.get("train_trend") in LR_TRENDS or under.stats.get("steps_too_big")) \
-            and float(_get(settings, "optim.lr", 1e-3)) != health.default_lr(settings):
-        # the training curve blames this run's learning rate: a linear model trained with it would fail the same way
+    # the linear model that does better was fitted to convergence (scikit-learn): its command must train it, not
+    # repeat what held this run back (optim.lr=1e-5 gave the MLP without hidden layers 87.8% against its 2.8%)
+    lr = float(_get(settings, "optim.lr", 1e-3))
+    if lr != health.default_lr(settings) and (
+            under.detected and (under.stats.get("train_trend") in LR_TRENDS or under.stats.get("steps_too_big"))
+            or lr < health.default_lr(settings) / 10 or lr > 10 * health.default_lr(settings)):
         change["optim.lr"] = health.default_lr(settings)
-        what += ", at the optimizer's usual learning rate (the curve blames this run's)"
+        what += ", at the optimizer's usual learning rate"
+    # a stop that ended this run early, or too few epochs, would end the linear model's too
+    stops = [key for key in ("early_stop.baseline", "early_stop.stopping_threshold") if _get(settings, key, None)
+             is not None]
+    change.update({key: None for key in stops})
+    parts = [f"without {key}" for key in stops]
+    if int(_get(settings, "trainer.max_epochs", 50)) < 50 and under.detected \
+            and under.stats.get("train_trend") in ("short", "falling"):
+        change["trainer.max_epochs"] = 50  # this run's epochs were too few for its own curve, the default is not
+        parts.append("for 50 epochs")
+    if parts:
+        what += ", " + " and ".join(parts)
     if under.detected and any(a.text.startswith("less regularisation") for a in under.actions):
         change.update(_less_reg(settings))  # nor with the regularisation the finding suspects
         what += ", with less regularisation"
@@ -764,6 +778,10 @@ def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding,
         if finding is under and any(a.text == "a bigger model" for a in under.actions) and not bottleneck:
             # a model with far less capacity does better: capacity is not what this network lacks
             under.actions = [a for a in under.actions if a.text != "a bigger model"]
+            # and the curve's "too little capacity" would contradict it
+            under.evidence = [e.replace("at a high value: too little capacity or too much regularisation",
+                                        "at a high value: too much regularisation?")
+                              .replace("at a high value: too little capacity", "at a high value") for e in under.evidence]
             under.evidence.append("so more capacity is not what the network lacks: no bigger model is suggested")
     else:
         notes.append(f"{text}: the network gives away more than it gains on this data (capacity, regularisation "
@@ -925,14 +943,31 @@ def _untrained(history: Any, evaluation: Any, constant: float) -> Optional[str]:
     return None
 
 
-def _blow_up(history: Any, constant: float) -> Optional[tuple[int, float]]:
-    """(epoch, training loss) of the first epoch whose finite training loss exceeded BLOWN_UP times a constant
-    prediction's, in a run that also had epochs below it (one with none is _untrained's "blown_up"): the steps blew
-    the weights up on the way, whatever the loss came back to (SGD at lr=1 on digits: 5.2, then 2921, then ln 10 with
-    every ReLU dead, a curve that looks converged). None if no epoch did."""
+# an epoch's mean training loss this far above the first epoch's (which includes the untrained start): uphill steps
+ROSE_ABOVE_FIRST = 0.1
+
+
+def _blow_up(history: Any, constant: float) -> Optional[tuple[int, float, str]]:
+    """(epoch, training loss, words) of the first epoch whose finite training loss exceeded BLOWN_UP times a
+    constant prediction's, or rose more than ROSE_ABOVE_FIRST above the first epoch's, in a run that also had epochs
+    below it (one with none is _untrained's "blown_up"): the steps were too big on the way, whatever the loss came
+    back to (SGD at lr=1 on digits: 5.2, then 2921, then ln 10 with every ReLU dead, a curve that looks converged;
+    LeNet at lr=0.5: 2.31, 2.58, then 2.33 with dead ReLUs; at lr=0.3 down to 0.075, then 6.59, then 2.35). None if
+    no epoch did."""
     losses = np.asarray([r["train_loss"] for r in history.rows], dtype=float)
-    above = np.flatnonzero(np.isfinite(losses) & (losses > BLOWN_UP * constant))
-    return (int(above[0]) + 1, float(losses[above[0]])) if above.size else None
+    finite = np.isfinite(losses)
+    above = np.flatnonzero(finite & (losses > BLOWN_UP * constant))
+    if above.size:
+        return (int(above[0]) + 1, float(losses[above[0]]),
+                f"more than {BLOWN_UP} times a constant prediction's ({_loss(constant)})")
+    if len(losses) < 2 or not finite[0] or losses[0] <= 0:
+        return None
+    rose = np.flatnonzero(finite[1:] & (losses[1:] > (1 + ROSE_ABOVE_FIRST) * losses[0])) + 1
+    if rose.size:
+        return (int(rose[0]) + 1, float(losses[rose[0]]),
+                f"more than {100 * ROSE_ABOVE_FIRST:g}% above the first epoch's ({_loss(losses[0])}), which "
+                "includes the untrained start")
+    return None
 
 
 def _loss(value: float) -> str:
@@ -1079,6 +1114,11 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
         longer = Action(f"train longer: without early_stop.baseline={baseline:g}, which stopped the run at epoch "
                         f"{history.epochs_run} because the monitored metric had not beaten it",
                         next_command(overrides, {"early_stop.baseline": None}))
+    elif history.stop_reason == "threshold":  # the monitored metric beat early_stop.stopping_threshold
+        threshold = _get(settings, "early_stop.stopping_threshold", None)
+        longer = Action(f"train longer: without early_stop.stopping_threshold={threshold:g}, which stopped the run "
+                        f"at epoch {history.epochs_run} once the monitored metric beat it",
+                        next_command(overrides, {"early_stop.stopping_threshold": None}))
     elif history.stop_reason == "interrupted" and resume and history.epochs_run < max_epochs:
         # a new run of twice the epochs would start again from scratch: the interrupted one continues
         longer = Action(f"train longer: resume the interrupted run for its remaining {max_epochs - history.epochs_run}"
@@ -1088,10 +1128,9 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
                                                                  **_lift(history)}))
     bigger = Action("a bigger model", next_command(overrides, _bigger_model(settings)))
     if spike:  # whatever shape the curve took afterwards, it was not the model's capacity or its epochs
-        epoch, value = spike
-        f.evidence.append(f"the training loss blew up to {_loss(value)} at epoch {epoch}, more than {BLOWN_UP} times "
-                          f"a constant prediction's ({_loss(constant_loss)}): the learning rate is too big (units it "
-                          "pushed into a dead or saturated zone may not recover at that rate)")
+        epoch, value, above = spike
+        f.evidence.append(f"the training loss rose to {_loss(value)} at epoch {epoch}, {above}: the learning rate is "
+                          "too big (units it pushed into a dead or saturated zone may not recover at that rate)")
         f.actions += [safe_lr, less_reg] if regularised else [safe_lr]
     elif trend == "short":
         f.evidence.append("the run trained for a single epoch: too short for its learning curve to say why")

@@ -194,13 +194,16 @@ def slow(dynamics, rows, settings) -> list[HealthFinding]:
     loss = np.array([r["train_loss"] for r in rows], dtype=float)
     if len(loss) < MIN_EPOCHS or not np.isfinite(loss).all() or loss[0] <= 0:
         return []
-    drop = float((loss[0] - loss[-1]) / loss[0])
-    if drop >= SLOW_DROP:
+    # how far it ever fell below its first epoch's: a loss that fell far and came back up (or rose above its start:
+    # uphill steps) did not converge slowly, its steps were too big, which a higher rate would make worse
+    drop = float((loss[0] - loss.min()) / loss[0])
+    if drop >= SLOW_DROP or loss.max() > (1 + SLOW_DROP) * loss[0]:
         return []
     lr = _get(settings, "optim.lr")
     changes = ([{"optim.lr": raise_lr(settings)}] if lr else []) + [{"reg.batchnorm": True}]
-    return [HealthFinding("slow_convergence", f"the training loss fell by {100 * drop:.1f}% in {len(loss)} epochs",
-                          changes, ["a higher learning rate", "batch normalisation"][-len(changes):])]
+    return [HealthFinding("slow_convergence", f"the training loss never fell more than {100 * drop:.1f}% below its "
+                          f"first epoch's in {len(loss)} epochs", changes,
+                          ["a higher learning rate", "batch normalisation"][-len(changes):])]
 
 
 DETECTORS: tuple[Callable[..., list[HealthFinding]], ...] = (exploding, vanishing, dying_relu, saturation,

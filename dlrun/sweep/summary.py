@@ -326,8 +326,9 @@ def command(overrides: list[str]) -> str:
 def render_markdown(summary: dict) -> str:
     rank = summary["rank_by"]
     lines = ["# dlrun sweep summary", "",
-             f"{tally(summary)}; ranked by {rank['metric']} ({rank['mode']}), best first (an interrupted job last: "
-             "its figures describe a partial training).", "",
+             f"{tally(summary)}; ranked by {rank['metric']} ({rank['mode']}), best first"
+             + (" (an interrupted job last: its figures describe a partial training)."
+                if any(r["status"] != "done" for r in summary["jobs"]) else "."), "",
              f"| job | overrides | {rank['metric']} | train error | val error | test error | best epoch | stop | "
              "underfitting | overfitting | shift |",
              "|---|---|---:|---:|---:|---:|---:|---|---|---|---|"]

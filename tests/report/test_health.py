@@ -96,6 +96,10 @@ FALLING = [{"train_loss": 2.0 * 0.7 ** i} for i in range(8)]
     (_rows(saturated=0.8), FALLING, ["saturation"]),
     (_rows(), [{"train_loss": v} for v in (1.0, 0.5, 1.0, 0.5, 1.0, 0.5, 1.0)], ["oscillating_loss"]),
     (_rows(), [{"train_loss": 1.0 - 0.001 * i} for i in range(8)], ["slow_convergence"]),
+    # LeNet at SGD lr=0.3: down to 0.075, then 6.59, back to 2.35: not slow ("fell by -1.6%": a 10x higher rate)
+    (_rows(), [{"train_loss": v} for v in (2.31, 1.2, 0.5, 0.2, 0.1, 0.075, 0.96, 6.59, 2.35, 2.34, 2.33)], []),
+    # at lr=0.5: up to 2.58, back to 2.33: uphill steps, not slow ones
+    (_rows(), [{"train_loss": v} for v in (2.31, 2.58, 2.39, 2.33, 2.33, 2.33, 2.33)], []),
 ])
 def test_each_finding_fires_at_its_threshold_and_not_below(rows, loss, expected):
     assert [f.name for f in health.check(rows, loss, SETTINGS)] == expected

@@ -113,7 +113,9 @@ def test_a_diverged_job_without_a_ranked_value_still_shows_its_evaluated_loss(tm
     diverged = next(r for r in summary["jobs"] if r["job"] == "1")
     assert summary["jobs"][0]["job"] == "0"
     assert diverged["objective_evaluated"] == {"value": 5.28, "interval": [4.60, 6.06]}
-    assert "job 1's have 5.2800 [4.6000, 6.0600]" in (tmp_path / "summary.md").read_text()
+    md = (tmp_path / "summary.md").read_text()
+    assert "job 1's have 5.2800 [4.6000, 6.0600]" in md
+    assert "best first." in md and "an interrupted job" not in md  # none was: no word about one
 
 
 def test_the_runner_up_is_compared_on_the_per_sample_validation_losses_when_ranked_by_val_loss(tmp_path):
