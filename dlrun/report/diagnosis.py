@@ -947,6 +947,24 @@ def _untrained(history: Any, evaluation: Any, constant: float) -> Optional[str]:
 ROSE_ABOVE_FIRST = 0.1
 
 
+def _loss_beats_prior(evaluation: Any, split: str, alpha: float) -> Optional[dict]:
+    """The network's mean cross-entropy on `split` below that of always predicting the training class shares (each
+    share with half a sample added, so a class absent from training costs a finite loss), paired on the same
+    samples: {difference (prior's minus the network's), interval (two-sided 1 - 2 alpha: its lower end is the
+    one-sided bound; stats.mean_interval)}. None without per-sample losses."""
+    held, train = evaluation.splits[split], evaluation.splits["train"]
+    losses = np.asarray(held.sample_loss, dtype=np.float64) if held.sample_loss is not None else None
+    if losses is None or len(losses) != held.n or held.n < 2 or not np.isfinite(losses).all():
+        return None
+    classes = max(int(np.max(train.y_true, initial=0)), int(np.max(held.y_true, initial=0))) + 1
+    if getattr(held, "probs", None) is not None:
+        classes = max(classes, np.asarray(held.probs).shape[1])
+    counts = np.bincount(np.asarray(train.y_true, dtype=np.int64), minlength=classes) + 0.5
+    prior_loss = -np.log(counts / counts.sum())[np.asarray(held.y_true, dtype=np.int64)]  # (n,)
+    gain = prior_loss - losses
+    return {"difference": float(gain.mean()), "interval": list(stats.mean_interval(gain, 1 - 2 * alpha))}
+
+
 def _blow_up(history: Any, constant: float) -> Optional[tuple[int, float, str]]:
     """(epoch, training loss, words) of the first epoch whose finite training loss exceeded BLOWN_UP times a
     constant prediction's, or rose more than ROSE_ABOVE_FIRST above the first epoch's, in a run that also had epochs
@@ -1008,6 +1026,10 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
     # a model confirmed to beat chance at all (the lower bound above 0, if not by the tolerance) shows a relation:
     # with skewed classes (chance at 10%) a network at 4.3% is not "no usable relation"
     related = any(g is not None and g.passes(0.0) for g in beats.values())
+    # or by its loss: with skewed classes the error can hardly beat always guessing the majority, while the
+    # network's log-loss beats the class shares' on the same samples (0.268 against 0.367)
+    loss_gain = _loss_beats_prior(evaluation, held, alpha) if task == "classification" else None
+    related = related or bool(loss_gain and loss_gain["interval"][0] > 0)
     no_signal = eligible and not related and all(g.within(tol) for g in beats.values())
     unsure = eligible and not related and not no_signal and not any(g.passes(tol) for g in beats.values())
     f.stats = {"train_error": train.error, "train_error_interval": [train.low, train.high], "reference": reference,
@@ -1016,6 +1038,7 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
                "simple_train_error": baselines.get("simple_train_error"), "train_trend": trend,
                "simple_val_error": simple_val, "simple_val_error_interval": intervals.get("simple_val_error"),
                "versus_chance": {who: g.as_dict() for who, g in beats.items() if g is not None},
+               "loss_versus_class_shares": loss_gain,
                "no_signal": no_signal}
     lr = _get(settings, "optim.lr", 1e-3)
     max_epochs = _get(settings, "trainer.max_epochs", 50)

@@ -23,8 +23,9 @@ def _split(n: int, error: float, seed: int, probs_shift: float = 0.0, feature_sh
     logits = rng.normal(0, 1, (n, K)) + 3 * np.eye(K)[pred] + probs_shift * np.eye(K)[0]
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     features = rng.normal(feature_shift, 1, (min(n, 300), 8))
-    return SplitEvaluation(loss=float(error), error=float(wrong.mean()), n=n, y_true=y, y_pred=pred,
-                           sample_loss=wrong.astype(float), probs=probs, features=features)
+    sample_loss = -np.log(probs[np.arange(n), y])  # (n,) the cross-entropy of these probabilities
+    return SplitEvaluation(loss=float(sample_loss.mean()), error=float(wrong.mean()), n=n, y_true=y, y_pred=pred,
+                           sample_loss=sample_loss, probs=probs, features=features)
 
 
 def _evaluation(train=0.01, val=0.02, test=0.02, n=(2000, 600, 600), dev=None, **shift) -> Evaluation:
@@ -420,6 +421,36 @@ def test_no_signal_is_judged_on_train_dev_when_validation_may_come_from_elsewher
         d.underfitting.evidence[0]
     assert not any("split.train_dev" in a.command for a in d.underfitting.actions)
     assert any(e.startswith("what is left: check the data") for e in d.underfitting.evidence)
+
+
+def test_skewed_classes_whose_log_loss_beats_the_class_shares_show_a_relation():
+    """90/8.5/1.5 labels: the network predicts the majority class everywhere (its error is chance's), but its
+    probabilities are informative: its validation log-loss is well below always predicting the training class
+    shares on the same samples. Not 'no usable relation'."""
+    def skewed(n, seed):
+        rng = np.random.default_rng(seed)
+        y = rng.choice(3, size=n, p=[0.9, 0.085, 0.015])
+        probs = np.array([[0.95, 0.04, 0.01], [0.6, 0.35, 0.05], [0.6, 0.1, 0.3]])[y]  # (n, 3)
+        return SplitEvaluation(loss=0.0, error=float(np.mean(y != 0)), n=n, y_true=y, y_pred=np.zeros(n, int),
+                               sample_loss=-np.log(probs[np.arange(n), y]), probs=probs,
+                               features=rng.normal(0, 1, (min(n, 300), 8)))
+
+    evaluation = Evaluation(task="classification",
+                            splits={"train": skewed(3000, 0), "val": skewed(4000, 1), "test": skewed(1000, 2)})
+    flat = _history(train_loss=[0.3] * 12, val_loss=[0.3] * 12)
+    baselines = {**BASE, "chance_error": 0.1, "simple_train_error": 0.1, "simple_val_error": 0.1,
+                 "simple_val_pred": chance_predictions(evaluation)}
+    d = _diagnose(evaluation, history=flat, baselines=baselines)
+    gain = d.underfitting.stats["loss_versus_class_shares"]
+    assert gain["interval"][0] > 0.15  # about 0.37 against 0.15 nats
+    assert not d.underfitting.stats["no_signal"] and d.signal_unconfirmed is None
+    # the same errors with uninformative probabilities (the class shares themselves): no relation shows
+    for split in evaluation.splits.values():
+        split.probs = np.tile([0.9, 0.085, 0.015], (split.n, 1))
+        split.sample_loss = -np.log(split.probs[np.arange(split.n), split.y_true])
+    d = _diagnose(evaluation, history=flat, baselines=baselines)
+    assert d.underfitting.stats["loss_versus_class_shares"]["interval"][0] <= 0
+    assert d.underfitting.stats["no_signal"]
 
 
 def test_shuffled_labels_get_one_verdict_that_explains_both_gaps():
