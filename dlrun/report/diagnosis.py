@@ -546,6 +546,7 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
     over = _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, settings, target_scale)
     found = health.check(getattr(history, "dynamics", []), history.rows, settings)
     causes = [h for h in found if h.name in health.CAUSES]
+    safe = _safe_remedy(untrained, under.stats.get("steps_too_big"), settings)
     if under.detected and causes and not under.stats.get("no_signal"):
         # the dynamics say why: their actions lead, in the order of the findings; after a divergence the safe
         # learning rate stays first (the run must train at all before anything else can be judged)
@@ -555,17 +556,14 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
         # regularisation when the run is regularised (weight decay 10 makes the gradients vanish: the symptom's
         # remedies come after its cause's)
         first = under.actions[0].text if under.actions else ""
-        too_big = under.stats.get("steps_too_big")
-        at = 1 if (too_big or first.startswith("less regularisation")) and first else 0
+        at = 1 if (under.stats.get("steps_too_big") or first.startswith("less regularisation")) and first else 0
         lr = float(_get(settings, "optim.lr", 1e-3))
-
         # one direction for the learning rate: a loss that barely moved or still falls says the steps are not too
         # big, so a health finding's "lower the learning rate" would contradict the curve's "raise it"
         against_curve = under.stats.get("train_trend") in ("flat", "falling")
         if not untrained:  # a run that did not train at all gets the safe learning rate alone: its symptoms follow
             under.actions[at:at] = [Action(f"{h.name.replace('_', ' ')}: {text}",
-                                           next_command(overrides, health.at_safe_lr(change, settings)
-                                                        if too_big else change))
+                                           next_command(overrides, safe(change) if safe else change))
                                     for h in causes for text, change in zip(h.texts, h.changes)
                                     if not (against_curve and change.get("optim.lr", lr) < lr)]
     if under.stats.get("no_signal"):  # one cause explains both gaps: say it once
@@ -595,16 +593,6 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
                      f"{history.best_epoch}'s weights, and a longer run needs the threshold raised or removed"
                      if last is not None else f"early_stop.divergence_threshold={limit} stopped the run")
     still = _still_improving(history, curves, settings, overrides, [under, over, mismatch, shift], notes)
-    # after a run that did not train, each symptom's remedy is tried with a learning rate that trains; after one whose
-    # steps were too big on the way, each but those that tame the steps (health.at_safe_lr)
-    if untrained:
-        def safe(change):
-            return {"optim.lr": health.lower_lr(settings), **change}
-    elif under.stats.get("steps_too_big"):
-        def safe(change):
-            return health.at_safe_lr(change, settings)
-    else:
-        safe = None
     term_findings = {"underfitting": under, "overfitting": over, "data_mismatch": mismatch}
     fired = {name for name, f in term_findings.items() if f.detected and f.actions}
     decomposition["focus_advice"] = focus_advice(decomposition["focus"], fired, settings) \
@@ -621,6 +609,19 @@ def diagnose(history: Any, evaluation: Any, report_cfg: Any, overrides: list[str
                      signal_unconfirmed=under.stats.get("signal_unconfirmed"),
                      loss_intervals={name: list(stats.mean_interval(s.sample_loss, 1 - alpha))
                                      for name, s in evaluation.splits.items()})
+
+
+def _safe_remedy(untrained: Optional[str], steps_too_big: bool,
+                 settings: dict) -> Optional[Callable[[dict], dict]]:
+    """How a symptom's remedy is tried after steps that were too big, the one rule for the underfitting finding's
+    actions and the health entries: after a run that did not train, with a learning rate that trains
+    (health.lower_lr); after one whose steps were too big on the way, the same except the remedies that tame the
+    steps (health.at_safe_lr); otherwise as it is (None)."""
+    if untrained:
+        return lambda change: {"optim.lr": health.lower_lr(settings), **change}
+    if steps_too_big:
+        return lambda change: health.at_safe_lr(change, settings)
+    return None
 
 
 def _health_entries(found: list, findings: list[Finding], overrides: list[str],
@@ -778,10 +779,13 @@ def _say_a_linear_model_does_better(versus: dict, under: Finding, over: Finding,
         if finding is under and any(a.text == "a bigger model" for a in under.actions) and not bottleneck:
             # a model with far less capacity does better: capacity is not what this network lacks
             under.actions = [a for a in under.actions if a.text != "a bigger model"]
-            # and the curve's "too little capacity" would contradict it
-            under.evidence = [e.replace("at a high value: too little capacity or too much regularisation",
-                                        "at a high value: too much regularisation?")
-                              .replace("at a high value: too little capacity", "at a high value") for e in under.evidence]
+            # and the curve's "too little capacity" would contradict it: its sentence without that cause
+            causes = under.stats.get("converged_causes")
+            if causes:
+                said = _converged_words(causes)
+                under.stats["converged_causes"] = [c for c in causes if c != "too little capacity"]
+                under.evidence = [_converged_words(under.stats["converged_causes"]) if e == said else e
+                                  for e in under.evidence]
             under.evidence.append("so more capacity is not what the network lacks: no bigger model is suggested")
     else:
         notes.append(f"{text}: the network gives away more than it gains on this data (capacity, regularisation "
@@ -1186,10 +1190,15 @@ def _underfitting(fig, evaluation, history, curves, task, tol, alpha, ref: Refer
                           + (" or the regularisation too strong" if regularised else ""))
         f.actions += ([less_reg, raise_lr] if regularised else [raise_lr]) + [bigger]
     else:  # converged, high
-        f.evidence.append("the training loss converged at a high value: too little capacity"
-                          + (" or too much regularisation" if regularised else ""))
+        f.stats["converged_causes"] = ["too little capacity"] + (["too much regularisation"] if regularised else [])
+        f.evidence.append(_converged_words(f.stats["converged_causes"]))
         f.actions += ([less_reg] if regularised else []) + [bigger, raise_lr]
     return f
+
+
+def _converged_words(causes: list[str]) -> str:
+    """The converged-high curve's sentence with its likely causes (none left: the bare observation)."""
+    return "the training loss converged at a high value" + (": " + " or ".join(causes) if causes else "")
 
 
 def _overfitting(fig, evaluation, history, curves, task, tol, alpha, overrides, settings, scale) -> Finding:
