@@ -947,10 +947,6 @@ def _untrained(history: Any, evaluation: Any, constant: float) -> Optional[str]:
     return None
 
 
-# an epoch's mean training loss this far above the first epoch's (which includes the untrained start): uphill steps
-ROSE_ABOVE_FIRST = 0.1
-
-
 def _loss_beats_prior(evaluation: Any, split: str, alpha: float) -> Optional[dict]:
     """The network's mean cross-entropy on `split` below that of always predicting the training class shares (each
     share with half a sample added, so a class absent from training costs a finite loss), paired on the same
@@ -971,7 +967,7 @@ def _loss_beats_prior(evaluation: Any, split: str, alpha: float) -> Optional[dic
 
 def _blow_up(history: Any, constant: float) -> Optional[tuple[int, float, str]]:
     """(epoch, training loss, words) of the first epoch whose finite training loss exceeded BLOWN_UP times a
-    constant prediction's, or rose more than ROSE_ABOVE_FIRST above the first epoch's, in a run that also had epochs
+    constant prediction's, or rose more than health.ROSE_ABOVE_FIRST above the first epoch's, in a run that also had epochs
     below it (one with none is _untrained's "blown_up"): the steps were too big on the way, whatever the loss came
     back to (SGD at lr=1 on digits: 5.2, then 2921, then ln 10 with every ReLU dead, a curve that looks converged;
     LeNet at lr=0.5: 2.31, 2.58, then 2.33 with dead ReLUs; at lr=0.3 down to 0.075, then 6.59, then 2.35). None if
@@ -982,12 +978,10 @@ def _blow_up(history: Any, constant: float) -> Optional[tuple[int, float, str]]:
     if above.size:
         return (int(above[0]) + 1, float(losses[above[0]]),
                 f"more than {BLOWN_UP} times a constant prediction's ({_loss(constant)})")
-    if len(losses) < 2 or not finite[0] or losses[0] <= 0:
-        return None
-    rose = np.flatnonzero(finite[1:] & (losses[1:] > (1 + ROSE_ABOVE_FIRST) * losses[0])) + 1
-    if rose.size:
-        return (int(rose[0]) + 1, float(losses[rose[0]]),
-                f"more than {100 * ROSE_ABOVE_FIRST:g}% above the first epoch's ({_loss(losses[0])}), which "
+    rose = health.rose_above_first(losses)
+    if rose is not None:
+        return (rose + 1, float(losses[rose]),
+                f"more than {100 * health.ROSE_ABOVE_FIRST:g}% above the first epoch's ({_loss(losses[0])}), which "
                 "includes the untrained start")
     return None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -25,8 +25,9 @@ EXPLODING_RATIO = 70.0
 EXPLODING_GROWTH = 1e3  # the largest gradient norm grew this much from the first probe
 DEAD_FRACTION = 0.7  # of a ReLU layer's units, at the last probe (AutoTrainer's 70% zero gradients)
 SATURATED_FRACTION = 0.7  # of a sigmoid/tanh layer's units
-SLOW_DROP = 0.1  # the training loss fell by less than this share over the run
+SLOW_DROP = 0.1  # the training loss never fell this share below its first epoch's
 MIN_EPOCHS = 5  # curve-based findings need this many epochs
+ROSE_ABOVE_FIRST = 0.1  # an epoch's mean training loss this far above the first epoch's: uphill steps (too big)
 
 
 @dataclass
@@ -73,6 +74,17 @@ def at_safe_lr(change: dict[str, Any], settings: dict) -> dict[str, Any]:
     if "optim.lr" in change or any(key in change for key in TAME_STEPS):
         return change
     return {"optim.lr": lower_lr(settings), **change}
+
+
+def rose_above_first(loss: np.ndarray) -> Optional[int]:
+    """The 0-based index of the first epoch whose finite training loss is more than ROSE_ABOVE_FIRST above the first
+    epoch's, or None: the first epoch's mean includes the untrained start, so a later one above it took uphill
+    steps (the one rule for the underfitting finding's "steps too big" and slow convergence's "not slow")."""
+    loss = np.asarray(loss, dtype=np.float64)
+    if len(loss) < 2 or not np.isfinite(loss[0]) or loss[0] <= 0:
+        return None
+    rose = np.flatnonzero(np.isfinite(loss[1:]) & (loss[1:] > (1 + ROSE_ABOVE_FIRST) * loss[0])) + 1
+    return int(rose[0]) if rose.size else None
 
 
 def _weights(dynamics: list[dict]) -> dict[int, list[dict]]:
@@ -197,7 +209,7 @@ def slow(dynamics, rows, settings) -> list[HealthFinding]:
     # how far it ever fell below its first epoch's: a loss that fell far and came back up (or rose above its start:
     # uphill steps) did not converge slowly, its steps were too big, which a higher rate would make worse
     drop = float((loss[0] - loss.min()) / loss[0])
-    if drop >= SLOW_DROP or loss.max() > (1 + SLOW_DROP) * loss[0]:
+    if drop >= SLOW_DROP or rose_above_first(loss) is not None:
         return []
     lr = _get(settings, "optim.lr")
     changes = ([{"optim.lr": raise_lr(settings)}] if lr else []) + [{"reg.batchnorm": True}]
