@@ -98,7 +98,8 @@ class TerminalUI:
             out.print(top_action["command"], soft_wrap=True, markup=False, highlight=False, style="cyan")
         out.print(f"report: {report['files']['markdown']}", soft_wrap=True, markup=False, highlight=False)
         if run.get("interrupted"):
-            print("the run was interrupted (a partial report); to continue it from its last checkpoint:", file=sys.stderr)
+            print("the run was interrupted (a partial report); to continue it from its last checkpoint:",
+                  file=sys.stderr)
             print(f"  {run.get('resume_command', 'dlrun ... trainer.resume=RUN_DIR')}", file=sys.stderr)
 
 

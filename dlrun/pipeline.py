@@ -227,7 +227,8 @@ def _report(cfg: Any, settings: dict, run_dir: Path, overrides: list[str], split
         "stop_reason": history.stop_reason, "wall_seconds": history.wall_seconds, "parameters": n_params,
         "resumed_from": history.resumed_from,  # wall_seconds counts the epochs after it only
         "model": cfg.model.family, "dataset": cfg.dataset.name, "task": splits.task,
-        "shift": splits.shift, "shift_detail": getattr(splits, "shift_detail", ""), "interrupted": history.stop_reason == "interrupted",
+        "shift": splits.shift, "shift_detail": getattr(splits, "shift_detail", ""),
+        "interrupted": history.stop_reason == "interrupted",
         "interval_level": 1 - cfg.report.alpha,  # the confidence of every interval in metrics
         "world_size": history.world_size, "notes": list(getattr(history, "notes", [])),
         "origins": getattr(splits, "origins", None) or {"val": "split", "test": "split"},

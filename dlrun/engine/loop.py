@@ -335,6 +335,7 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
     rows: list[dict[str, float]] = []
     best_state: Optional[dict[str, torch.Tensor]] = None
     partial: Optional[dict] = None  # an epoch interrupted mid-way: its shuffle, next batch and running sums
+    resumed_from = 0  # epochs finished before this session
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -542,7 +543,7 @@ def fit(model: nn.Module, splits, optim: Any, sched: Any, reg: Any, early_stop: 
                    wall_seconds=time.perf_counter() - wall_start, device=str(device), precision=rt.precision,
                    signal=interrupted, held=held, notes=notes, rank=rt.rank, world_size=rt.world_size,
                    dynamics=list(probe.rows) if probe is not None else [],
-                   resumed_from=resumed_from if resume is not None else 0)
+                   resumed_from=resumed_from)
 
 
 def choose_loader(loader: str, splits, device: torch.device, gpu_share: float = 0.25) -> str:

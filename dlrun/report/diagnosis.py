@@ -967,11 +967,11 @@ def _loss_beats_prior(evaluation: Any, split: str, alpha: float) -> Optional[dic
 
 def _blow_up(history: Any, constant: float) -> Optional[tuple[int, float, str]]:
     """(epoch, training loss, words) of the first epoch whose finite training loss exceeded BLOWN_UP times a
-    constant prediction's, or rose more than health.ROSE_ABOVE_FIRST above the first epoch's, in a run that also had epochs
-    below it (one with none is _untrained's "blown_up"): the steps were too big on the way, whatever the loss came
-    back to (SGD at lr=1 on digits: 5.2, then 2921, then ln 10 with every ReLU dead, a curve that looks converged;
-    LeNet at lr=0.5: 2.31, 2.58, then 2.33 with dead ReLUs; at lr=0.3 down to 0.075, then 6.59, then 2.35). None if
-    no epoch did."""
+    constant prediction's, or rose more than health.ROSE_ABOVE_FIRST above the first epoch's
+    (health.rose_above_first), in a run that also had epochs below it (one with none is _untrained's "blown_up"):
+    the steps were too big on the way, whatever the loss came back to (SGD at lr=1 on digits: 5.2, then 2921, then
+    ln 10 with every ReLU dead, a curve that looks converged; LeNet at lr=0.5: 2.31, 2.58, then 2.33 with dead ReLUs;
+    at lr=0.3 down to 0.075, then 6.59, then 2.35). None if no epoch did."""
     losses = np.asarray([r["train_loss"] for r in history.rows], dtype=float)
     finite = np.isfinite(losses)
     above = np.flatnonzero(finite & (losses > BLOWN_UP * constant))
